@@ -1,0 +1,1 @@
+"""pier: Pulumi stacks, the deployment API and the library code the invoke tasks call."""

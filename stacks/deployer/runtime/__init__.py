@@ -1,0 +1,1 @@
+"""Runtime drivers: desired state in, observed state out."""
