@@ -1,0 +1,101 @@
+"""Make the runtime match the store when the API starts.
+
+The store is the truth. Deploys the API was running when it died are marked failed (their
+half-started workloads removed), deletions it was running are finished, services that should
+run are started again, and workloads the store does not know are removed. Service and
+deployment records are never removed here, except to complete a deletion the user asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+
+from stacks.deployer.db import session_scope
+from stacks.deployer.deploys import MAX_LOG_CHARS, Deployer, desired_for
+from stacks.deployer.models import Deployment, DeploymentStatus, Service, ServiceStatus, utcnow
+from stacks.deployer.runtime.base import WorkloadState
+
+log = logging.getLogger(__name__)
+INTERRUPTED = "interrupted: the API stopped before this deploy finished; redeploy to retry"
+
+
+@dataclass
+class ReconcileReport:
+    interrupted: list[str] = field(default_factory=list)
+    deleted_services: list[str] = field(default_factory=list)
+    removed_orphans: list[str] = field(default_factory=list)
+    restarted: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def reconcile(deployer: Deployer) -> ReconcileReport:
+    report = ReconcileReport()
+    driver = deployer.driver
+
+    with session_scope(deployer.sessions) as session:
+        for dep in session.scalars(
+            select(Deployment).where(Deployment.status == DeploymentStatus.DEPLOYING)
+        ):
+            dep.status = DeploymentStatus.FAILED
+            dep.error = INTERRUPTED
+            dep.finished_at = utcnow()
+            report.interrupted.append(dep.id)
+        for svc in session.scalars(select(Service).where(Service.status == "deploying")):
+            if svc.current_deployment_id is None:
+                svc.status = ServiceStatus.FAILED
+            else:
+                svc.status = ServiceStatus.LIVE
+        deleting = list(
+            session.scalars(select(Service.id).where(Service.status == ServiceStatus.DELETING))
+        )
+
+    for service_id in deleting:
+        deployer.finish_delete(service_id)
+        report.deleted_services.append(service_id)
+
+    with deployer.sessions() as session:
+        services = list(session.scalars(select(Service)))
+        current = {s.current_deployment_id: s for s in services if s.current_deployment_id}
+        deps = {
+            d.id: d for d in session.scalars(select(Deployment).where(Deployment.id.in_(current)))
+        }
+
+    observed = {o.deployment_id: o for o in driver.observe()}
+    for dep_id in observed:
+        if dep_id not in current:
+            driver.remove(dep_id)
+            report.removed_orphans.append(dep_id)
+
+    for dep_id, svc in current.items():
+        seen = observed.get(dep_id)
+        state = seen.state if seen is not None else WorkloadState.MISSING
+        if svc.desired_state == "stopped":
+            if state == WorkloadState.RUNNING:
+                driver.stop(dep_id)
+                report.stopped.append(svc.name)
+            continue
+        if state == WorkloadState.RUNNING:
+            continue
+        outcome = deployer.bring_up(
+            desired_for(svc, deps[dep_id]), start=state == WorkloadState.STOPPED
+        )
+        with session_scope(deployer.sessions) as session:
+            row = session.get(Service, svc.id)
+            live = session.get(Deployment, dep_id)
+            if row is None or live is None:
+                continue
+            if outcome.healthy:
+                row.status = ServiceStatus.LIVE
+                live.url = outcome.observed.url
+                report.restarted.append(svc.name)
+            else:
+                row.status = ServiceStatus.FAILED
+                live.error = outcome.error or "did not become healthy when restarted"
+                live.logs = outcome.logs[-MAX_LOG_CHARS:]
+                report.failed.append(svc.name)
+    log.info("reconciled: %s", report)
+    return report
