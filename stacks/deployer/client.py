@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 import tomllib
 from pathlib import Path
@@ -97,10 +98,10 @@ class PierClient:
         result: dict[str, Any] = self._call("GET", f"/v1/services/{name}")
         return result
 
-    def deployments(self, name: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._call("GET", f"/v1/services/{name}/deployments")[
-            "deployments"
-        ]
+    def deployments(self, name: str) -> builtins.list[dict[str, Any]]:
+        result: builtins.list[dict[str, Any]] = self._call(
+            "GET", f"/v1/services/{name}/deployments"
+        )["deployments"]
         return result
 
     def logs(self, name: str, tail: int = 100) -> str:
