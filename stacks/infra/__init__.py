@@ -1,0 +1,1 @@
+"""The infra Pulumi project: Hetzner pools, vSwitch, firewalls, PowerDNS VM, Cloudflare LB."""
