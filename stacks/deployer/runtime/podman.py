@@ -252,7 +252,8 @@ class PodmanDriver:
         path = health_path if health_path.startswith("/") else f"/{health_path}"
         for cid, port in zip(ids, host_ports, strict=True):
             ok, problem = health.wait_healthy(
-                f"http://127.0.0.1:{port}{path}",
+                port,
+                path,
                 timeout=max(0.0, deadline - time.monotonic()),
                 still_running=lambda cid=cid: self._running(cid),  # type: ignore[misc]
             )
