@@ -7,10 +7,10 @@ are the ones people type most; the rest sit in their area's collection.
 
 from invoke.collection import Collection
 
-from stacks.tasks import dev, infra, nodes, svc
+from stacks.tasks import dev, infra, nodes, svc, up
 
 ns = Collection()
-for module in (dev, infra, nodes, svc):
+for module in (dev, infra, nodes, svc, up):
     for task in getattr(module, "TOP_LEVEL", ()):
         ns.add_task(task)
 ns.add_collection(Collection.from_module(svc, name="svc"))
