@@ -1,7 +1,64 @@
-"""invoke tasks for the nodes area."""
+"""invoke tasks for the nodes area: the Ansible inventory and growing the run pool."""
 
+from __future__ import annotations
+
+from pathlib import Path
 from typing import Any
 
-from invoke.tasks import Task
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import Task, task
+from rich.console import Console
 
-TOP_LEVEL: tuple[Task[Any], ...] = ()
+from stacks.nodes import inventory as inv
+from stacks.nodes import stack_config
+from stacks.nodes.add_run_node import AddRunNodeError, Options, automation
+from stacks.nodes.add_run_node import add_run_node as run_add
+
+
+@task(
+    help={
+        "env": "environment (stack) whose inventory to refresh, e.g. staging",
+        "from_file": "read a saved `pulumi stack output --json` (or a bare document) "
+        "instead of asking Pulumi",
+    }
+)
+def inventory(c: Context, env: str, from_file: str = "") -> None:
+    """Refresh ansible/inventory/generated/<env>.yml from the infra stack's outputs."""
+    try:
+        if from_file:
+            doc = inv.load_document(Path(from_file))
+        else:
+            stack_config.config_path(env)
+            outputs = automation().outputs(env)
+            doc = inv.document_from_outputs(outputs, f"stack {env} outputs")
+    except (inv.InventorySourceError, stack_config.StackConfigError, AddRunNodeError) as exc:
+        raise Exit(f"nodes.inventory: {exc}") from exc
+    except Exception as exc:  # e.g. PulumiNotAvailable: its message says how to install it
+        raise Exit(f"nodes.inventory: could not read the stack outputs: {exc}") from exc
+    if doc.env != env:
+        raise Exit(f"nodes.inventory: the document is for env {doc.env!r}, not {env!r}")
+    path = inv.write_inventory(doc)
+    Console().print(f"wrote {path} ({len(doc.hosts)} hosts)")
+
+
+@task(
+    help={
+        "env": "environment to grow, e.g. staging (its stacks/infra/Pulumi.<env>.yaml)",
+        "name": "name for the new node (a DNS label); default <env>-run-<n>",
+        "dry_run": "print every step and change nothing",
+        "from_step": "resume at this step (1-7) after a failure; the failure message says which",
+    }
+)
+def add_run_node(
+    c: Context, env: str, name: str = "", dry_run: bool = False, from_step: int = 0
+) -> None:
+    """Add a run node: stack config, pulumi up, inventory, SSH, playbook, Ready, LB origin."""
+    opts = Options(env=env, name=name or None, dry_run=dry_run, from_step=from_step or None)
+    try:
+        run_add(opts)
+    except AddRunNodeError as exc:
+        raise Exit(f"add-run-node: {exc}") from exc
+
+
+TOP_LEVEL: tuple[Task[Any], ...] = (add_run_node,)
