@@ -66,13 +66,20 @@ def _podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 class PodmanDriver:
     """`RuntimeDriver` on the local podman, with a stable proxied URL per service."""
 
-    def __init__(self, state_dir: Path | None = None, scope: str | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path | None = None,
+        scope: str | None = None,
+        *,
+        proxy_idle_exit: float = proxy.DEFAULT_IDLE_EXIT,
+    ) -> None:
         state = state_dir or Path(os.environ.get("PIER_RUNTIME_DIR", DEFAULT_STATE_DIR))
         self.state_dir = state.resolve()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.scope = scope or os.environ.get("PIER_RUNTIME_SCOPE", DEFAULT_SCOPE)
         if _NAME_UNSAFE.search(self.scope):
             raise ValueError(f"scope {self.scope!r} may hold only letters, digits, '_', '.', '-'")
+        self.proxy_idle_exit = proxy_idle_exit
         # Serialises route changes of this process; the API adds its own per-service lock.
         self._lock = threading.Lock()
 
@@ -161,7 +168,7 @@ class PodmanDriver:
         # The service's last deployment is gone: free its stable port too.
         if not self._containers(service_id=service_id):
             with self._lock:
-                proxy.call(self.state_dir, {"op": "drop", "service_id": service_id})
+                self._proxy({"op": "drop", "service_id": service_id})
 
     def logs(self, deployment_id: str, *, tail: int) -> str:
         return self._logs_of([c["Id"] for c in self._containers(deployment_id)], tail)
@@ -271,8 +278,7 @@ class PodmanDriver:
             port = current["port"] if current else ports.allocate()
             for _ in range(3):
                 try:
-                    proxy.call(
-                        self.state_dir,
+                    self._proxy(
                         {
                             "op": "set",
                             "service_id": service_id,
@@ -294,8 +300,7 @@ class PodmanDriver:
         with self._lock:
             route = self._routes().get(service_id)
             if route and route["deployment_id"] == deployment_id:
-                proxy.call(
-                    self.state_dir,
+                self._proxy(
                     {
                         "op": "set",
                         "service_id": service_id,
@@ -322,8 +327,11 @@ class PodmanDriver:
 
     def _routes(self) -> dict[str, Any]:
         # Asking spawns the proxy if it died, so routes come back after a reboot or a kill.
-        routes: dict[str, Any] = proxy.call(self.state_dir, {"op": "get"})["routes"]
+        routes: dict[str, Any] = self._proxy({"op": "get"})["routes"]
         return routes
+
+    def _proxy(self, msg: dict[str, Any]) -> dict[str, Any]:
+        return proxy.call(self.state_dir, msg, idle_exit=self.proxy_idle_exit)
 
     def _containers(
         self, deployment_id: str | None = None, *, service_id: str | None = None

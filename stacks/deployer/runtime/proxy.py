@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +35,11 @@ LOCK_NAME = "proxy.lock"
 LOG_NAME = "proxy.log"
 PID_NAME = "proxy.pid"
 _CHUNK = 65536
+# With no reachable backend and no open connection for this long, the proxy exits: routes stay on
+# disk and the driver starts it again on its next call, so nothing lingers after a test run or a
+# `down`.
+DEFAULT_IDLE_EXIT = 30.0
+_IDLE_CHECK_EVERY = 2.0
 # A connection that cannot reach its backend within this is answered with a 502.
 _CONNECT_TIMEOUT = 2.0
 _BAD_GATEWAY = (
@@ -60,6 +66,8 @@ class _Proxy:
         self.servers: dict[str, asyncio.Server] = {}
         self.active: dict[int, int] = {}
         self.rr = itertools.count()
+        # When a route last changed: a freshly switched route keeps the proxy alive.
+        self.touched = time.monotonic()
 
     def load(self) -> None:
         path = self.state_dir / ROUTES_NAME
@@ -133,6 +141,8 @@ class _Proxy:
 
     async def apply(self, msg: dict[str, Any]) -> dict[str, Any]:
         op = msg["op"]
+        if op in ("set", "drop"):
+            self.touched = time.monotonic()
         if op == "set":
             service_id = msg["service_id"]
             new = Route(int(msg["port"]), msg.get("deployment_id"), list(msg["backends"]))
@@ -188,7 +198,21 @@ def _stop() -> None:
         _stop_event.set()
 
 
-async def _serve(state_dir: Path) -> None:
+async def _reachable(proxy: _Proxy) -> bool:
+    for route in list(proxy.routes.values()):
+        for port in route.backends:
+            try:
+                _reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection("127.0.0.1", port), 0.5
+                )
+            except (OSError, TimeoutError):
+                continue
+            writer.close()
+            return True
+    return False
+
+
+async def _serve(state_dir: Path, idle_exit: float) -> None:
     global _stop_event
     _stop_event = asyncio.Event()
     proxy = _Proxy(state_dir)
@@ -206,11 +230,20 @@ async def _serve(state_dir: Path) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _stop)
+    busy_at = next_check = time.monotonic()
     while not _stop_event.is_set():
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(_stop_event.wait(), 1.0)
+            await asyncio.wait_for(_stop_event.wait(), 0.5)
         if not state_dir.is_dir():
             break
+        now = time.monotonic()
+        if now >= next_check:
+            next_check = now + _IDLE_CHECK_EVERY
+            if proxy.active or await _reachable(proxy):
+                busy_at = now
+            # Measured after the await: a route set meanwhile counts as activity.
+            elif time.monotonic() - max(busy_at, proxy.touched) > idle_exit:
+                break
     control.close()
     for service_id in list(proxy.servers):
         await proxy.close_server(service_id)
@@ -220,27 +253,34 @@ async def _serve(state_dir: Path) -> None:
 
 def main(argv: list[str]) -> int:
     state_dir = Path(argv[0]).resolve()
+    idle_exit = float(argv[1]) if len(argv) > 1 else DEFAULT_IDLE_EXIT
     lock = (state_dir / LOCK_NAME).open("w")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return 0  # another proxy already serves this state directory
     (state_dir / PID_NAME).write_text(f"{os.getpid()}\n")
-    asyncio.run(_serve(state_dir))
+    asyncio.run(_serve(state_dir, idle_exit))
     return 0
 
 
 # --- the driver's side -------------------------------------------------------------------------
 
 
-def call(state_dir: Path, msg: dict[str, Any], *, spawn: bool = True) -> dict[str, Any]:
+def call(
+    state_dir: Path,
+    msg: dict[str, Any],
+    *,
+    spawn: bool = True,
+    idle_exit: float = DEFAULT_IDLE_EXIT,
+) -> dict[str, Any]:
     """Send one control message to the state directory's proxy, starting it if needed."""
     try:
         return _send(state_dir, msg)
     except (FileNotFoundError, ConnectionRefusedError):
         if not spawn:
             raise ProxyError("the proxy is not running") from None
-    _spawn(state_dir)
+    _spawn(state_dir, idle_exit)
     deadline = time.monotonic() + 10
     delay = 0.005
     while True:
@@ -271,11 +311,17 @@ def _send(state_dir: Path, msg: dict[str, Any]) -> dict[str, Any]:
     return reply
 
 
-def _spawn(state_dir: Path) -> None:
+def _spawn(state_dir: Path, idle_exit: float) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
     with (state_dir / LOG_NAME).open("ab") as log:
-        subprocess.Popen(
-            [sys.executable, "-m", "stacks.deployer.runtime.proxy", str(state_dir)],
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "stacks.deployer.runtime.proxy",
+                str(state_dir),
+                f"{idle_exit:g}",
+            ],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -289,6 +335,8 @@ def _spawn(state_dir: Path) -> None:
                 ),
             },
         )
+    # Reap it when it exits (idle, shutdown) so the API does not collect zombies.
+    threading.Thread(target=process.wait, daemon=True).start()
 
 
 def _package_root() -> str:

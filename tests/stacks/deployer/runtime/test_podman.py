@@ -30,6 +30,7 @@ from stacks.deployer.runtime.base import (
 from stacks.deployer.runtime.images import EXAMPLE_HEALTH_PATH
 from stacks.deployer.runtime.podman import LABEL_SCOPE, PODMAN_BASE, PodmanDriver
 from stacks.deployer.runtime.ports import PORT_MAX, PORT_MIN
+from tests.stacks.deployer.runtime.conftest import remove_scope
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 
@@ -289,3 +290,29 @@ def test_containers_without_pier_labels_are_never_touched(
         assert exists(name)
     finally:
         subprocess.run([*PODMAN_BASE, "rm", "-f", name], capture_output=True, check=False)
+
+
+def test_an_idle_proxy_exits_and_comes_back_on_the_same_port(
+    tmp_path: Path, example_image: str
+) -> None:
+    scope = f"t{uuid.uuid4().hex[:10]}"
+    driver = PodmanDriver(tmp_path / "runtime", scope=scope, proxy_idle_exit=1)
+    try:
+        live = driver.deploy(desired(example_image, "dep-1"), health_timeout=20)
+        assert live.healthy and live.observed.url
+        pid = int((driver.state_dir / proxy.PID_NAME).read_text())
+        time.sleep(3)
+        assert Path(f"/proc/{pid}").exists(), "a proxy with a live backend must stay"
+        # Its containers vanish behind its back (a test run's cleanup, `podman rm`).
+        remove_scope(scope)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not Path(f"/proc/{pid}").exists(), "an idle proxy must exit by itself"
+
+        again = driver.deploy(desired(example_image, "dep-2"), health_timeout=20)
+        assert again.healthy and again.observed.url == live.observed.url
+        assert httpx.get(again.observed.url).status_code == 200
+    finally:
+        remove_scope(scope)
+        driver.shutdown_proxy()
