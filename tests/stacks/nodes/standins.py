@@ -74,12 +74,15 @@ def ansible(tmp: Path, code: int = 0) -> tuple[list[str], Path]:
 class FakePulumi:
     """`pulumi up`/`stack output` for the infra stack, computed from the config on disk.
 
-    `overrides` point hosts at real addresses; `drop_origin` leaves a host out of the LB.
+    `overrides` point hosts at real addresses (`doc_overrides` the network at a test lab's);
+    `drop_origin` leaves a host out of the LB, `omit_host` out of the inventory.
     """
 
     env: str
     stacks_dir: Path
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Top-level document fields to replace (network, k3s_api_endpoint, registry).
+    doc_overrides: dict[str, Any] = field(default_factory=dict)
     drop_origin: str | None = None
     fail_with: str | None = None
     omit_host: str | None = None
@@ -91,7 +94,7 @@ class FakePulumi:
 
     def _outputs(self, env: str) -> dict[str, Any]:
         assert env == self.env
-        doc = document(env, self.stacks_dir, self.overrides)
+        doc = document(env, self.stacks_dir, self.overrides) | self.doc_overrides
         doc["hosts"] = [h for h in doc["hosts"] if h["name"] != self.omit_host]
         origins = sorted(
             h["public_ipv4"]
