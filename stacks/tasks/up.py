@@ -83,10 +83,16 @@ def _up_cloud(env: str, console: Console) -> None:
         automation = importlib.import_module("stacks.infra.automation")
     except ModuleNotFoundError as exc:
         raise Exit(f"up: stacks.infra.automation is not available ({exc})") from exc
+    # Its failures (no CLI, a failed update) carry a message that says what to do next.
+    failures = tuple(
+        getattr(automation, name)
+        for name in ("PulumiNotAvailable", "PulumiFailed")
+        if hasattr(automation, name)
+    )
     try:
         with console.status(f"pulumi up ({env})..."):
             outputs = automation.up(env, on_output=lambda line: console.print(line, markup=False))
-    except automation.PulumiNotAvailable as exc:
+    except failures as exc:
         raise Exit(f"up: {exc}") from exc
     console.print(f"[green]ok[/green] {env} is up; stack outputs: {', '.join(sorted(outputs))}")
 
