@@ -8,6 +8,8 @@ import shutil
 import stat
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,3 +104,45 @@ def test_a_broken_api_start_names_the_log(state: local_up.LocalState) -> None:
     with pytest.raises(local_up.LocalUpError, match=re.escape(str(state.log_file))):
         local_up.up_local(state, api_port=ports.allocate(), install=False)
     assert local_up.api_pid(state) is None
+
+
+def test_a_redeploy_through_the_api_fails_no_request_on_the_service_url(
+    state: local_up.LocalState,
+) -> None:
+    from stacks.deployer.client import PierClient
+
+    up = local_up.up_local(state, api_port=ports.allocate(), install=False)
+    answers: list[str] = []
+    failures: list[str] = []
+    done = threading.Event()
+
+    def hammer() -> None:
+        with httpx.Client(timeout=5) as client:
+            while not done.is_set():
+                try:
+                    response = client.get(up.service_url)
+                    answers.append(response.text.strip())
+                    if response.status_code != 200:
+                        failures.append(f"{response.status_code} {response.text}")
+                except httpx.HTTPError as exc:
+                    failures.append(repr(exc))
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    try:
+        with PierClient(up.api_url, up.key_file.read_text().strip()) as api:
+            spec = {
+                "name": local_up.EXAMPLE_SERVICE,
+                "image": api.get(local_up.EXAMPLE_SERVICE)["current_deployment"]["image"],
+                "health_path": "/healthz",
+                "env": {"GREETING": "second"},
+            }
+            service = api.redeploy(local_up.EXAMPLE_SERVICE, spec)
+        time.sleep(0.2)
+    finally:
+        done.set()
+        thread.join()
+
+    assert service["status"] == "live" and service["url"] == up.service_url
+    assert failures == []
+    assert answers[0] == "hello from pier" and answers[-1] == "second"
