@@ -1,0 +1,192 @@
+"""kill -9 the API at random points during deploys, restart it, and check nothing is lost.
+
+The API runs as its own uvicorn process. SIGKILL goes to its whole process group (the API and
+any podman command it was running), as a supervisor like systemd does when a unit dies.
+After each restart the store and podman must agree: every container belongs to the current
+deployment of a stored service, every service that should run answers on its URL, no deploy is
+left "deploying", every create that was answered exists exactly once, every answered delete
+is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from stacks.deployer.bootstrap import create_api_key
+from stacks.deployer.client import PierAPIError, PierClient
+from stacks.deployer.db import make_engine, session_factory
+from stacks.deployer.models import Deployment, Service
+from tests.stacks.deployer.conftest import EXAMPLE, free_port, remove_scope, wait_http
+
+pytestmark = [pytest.mark.podman, pytest.mark.slow]
+TRIALS = 22
+ROOT = Path(__file__).resolve().parents[3]
+
+
+class ApiProcess:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "--factory",
+                    "stacks.deployer.main:create_app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                ],
+                env=self.env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_http(f"{self.url}/healthz", timeout=60)
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill9()
+
+
+def podman_state(scope: str) -> dict[str, str]:
+    """deployment id -> container state, for every container of `scope`."""
+    out = subprocess.run(
+        ["podman", "ps", "-a", "--format", "json", "--filter", f"label=pier.scope={scope}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    result: dict[str, str] = {}
+    for c in json.loads(out or "[]"):
+        result[c["Labels"]["pier.deployment"]] = c["State"]
+    return result
+
+
+@pytest.fixture
+def crash_env(images: dict[str, str], tmp_path: Path) -> Iterator[tuple[dict[str, str], str]]:
+    scope = f"crash{os.getpid()}{random.randrange(10**6)}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}",
+        "PIER_RUNTIME_SCOPE": scope,
+        "PIER_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "PIER_HEALTH_TIMEOUT": "8",
+    }
+    try:
+        yield env, scope
+    finally:
+        remove_scope(scope)
+
+
+def test_kill9_during_deploys_loses_nothing(
+    crash_env: tuple[dict[str, str], str], tmp_path: Path
+) -> None:
+    env, scope = crash_env
+    key = create_api_key(env["DATABASE_URL"], "acme", "crash")
+    api = ApiProcess(env, tmp_path / "api.log")
+    rng = random.Random(4)
+    acknowledged: set[str] = set()  # creates answered 201
+    deleted: set[str] = set()  # deletes answered 200
+    ops_seen: list[str] = []
+    existing: list[str] = []  # in the store after the last restart, answered or not
+    try:
+        api.start()
+        for trial in range(TRIALS):
+            choices = ["create", "redeploy", "redeploy", "rollback", "delete"]
+            op = rng.choice(choices if existing else ["create"])
+            name = f"s{trial}" if op == "create" else rng.choice(existing)
+            ops_seen.append(op)
+
+            def run(op: str = op, name: str = name) -> None:
+                with PierClient(api.url, key, timeout=30) as client:
+                    try:
+                        if op == "create":
+                            spec = {"name": name, "image": EXAMPLE, "health_path": "/healthz"}
+                            client.create(spec)
+                            acknowledged.add(name)
+                        elif op == "redeploy":
+                            client.redeploy(name)
+                        elif op == "rollback":
+                            client.rollback(name)
+                        else:
+                            client.delete(name)
+                            deleted.add(name)
+                    except PierAPIError:
+                        pass  # killed mid-request, or a refused rollback: both expected
+
+            worker = threading.Thread(target=run)
+            worker.start()
+            time.sleep(rng.uniform(0.0, 1.5))
+            api.kill9()
+            worker.join(timeout=30)
+            api.start()
+            existing = check_consistent(env["DATABASE_URL"], scope, acknowledged, deleted, trial)
+    finally:
+        api.stop()
+    assert {"create", "redeploy", "delete"} <= set(ops_seen)
+    assert acknowledged, "no create finished before its kill: the trials never saw a live service"
+
+
+def check_consistent(
+    database_url: str, scope: str, acknowledged: set[str], deleted: set[str], trial: int
+) -> list[str]:
+    engine = make_engine(database_url)
+    try:
+        with session_factory(engine)() as session:
+            services = list(session.scalars(select(Service)))
+            deploying = session.scalars(
+                select(Deployment).where(Deployment.status == "deploying")
+            ).all()
+            current = {
+                s.current_deployment_id: s for s in services if s.current_deployment_id is not None
+            }
+            current_urls = {
+                d.id: d.url
+                for d in session.scalars(select(Deployment).where(Deployment.id.in_(current)))
+            }
+    finally:
+        engine.dispose()
+    names = [s.name for s in services]
+    where = f"after trial {trial}"
+    assert len(names) == len(set(names)), f"duplicated service {where}: {names}"
+    assert not deploying, f"deploys left 'deploying' {where}"
+    missing = (acknowledged - deleted) - set(names)
+    assert not missing, f"acknowledged services lost {where}: {missing}"
+    assert not (deleted & set(names)), f"deleted services came back {where}"
+    assert all(s.status in {"live", "failed"} for s in services), where
+    containers = podman_state(scope)
+    orphans = set(containers) - set(current)
+    assert not orphans, f"orphaned containers {where}: {orphans}"
+    for dep_id, svc in current.items():
+        assert containers.get(dep_id) == "running", f"{svc.name} not running {where}"
+        url = current_urls[dep_id]
+        assert url is not None and httpx.get(url, timeout=5).status_code == 200, svc.name
+    return sorted(names)
