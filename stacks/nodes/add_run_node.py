@@ -9,7 +9,6 @@ command that resumes from it; resuming never adds a second node.
 
 from __future__ import annotations
 
-import importlib
 import os
 import shlex
 import subprocess
@@ -24,13 +23,12 @@ from rich.markup import escape
 from ruamel.yaml import YAML
 
 from stacks.common.inventory import InventoryDocument
+from stacks.infra.outputs import LB_ORIGINS
 from stacks.nodes import inventory, probes, stack_config
 
 Outputs = Mapping[str, Any]
 OnOutput = Callable[[str], None]
 PLAYBOOK = "playbooks/add-run-node.yml"
-# The infra stack's export key for the origin list (stacks/infra/outputs.py: LB_ORIGINS).
-LB_ORIGINS_OUTPUT = "lb_origins"
 
 TITLES: dict[int, str] = {
     1: "add the run node to the stack config",
@@ -58,22 +56,18 @@ class StepFailed(AddRunNodeError):
         )
 
 
-def automation() -> Any:
-    """The infra stack's Pulumi driver (`up`, `outputs`), imported when a step needs it."""
-    try:
-        return importlib.import_module("stacks.infra.automation")
-    except ImportError as exc:
-        raise AddRunNodeError(f"the infra stack's Pulumi driver is missing: {exc}") from exc
-
-
+# The Automation API module loads the Pulumi SDK (about a second): only the steps that talk to
+# Pulumi import it, so `--dry-run`, `--help` and bad flags answer at once.
 def _automation_up(env: str, on_output: OnOutput | None) -> Outputs:
-    result: Outputs = automation().up(env, on_output=on_output)
-    return result
+    from stacks.infra import automation
+
+    return automation.up(env, on_output=on_output)
 
 
 def _automation_outputs(env: str) -> Outputs:
-    result: Outputs = automation().outputs(env)
-    return result
+    from stacks.infra import automation
+
+    return automation.outputs(env)
 
 
 @dataclass(frozen=True)
@@ -113,16 +107,16 @@ class Result:
     public_ipv4: str | None = None
 
 
+def _show(path: Path) -> str:
+    """`path` relative to the working directory when it is below it: shorter progress lines."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def resume_command(env: str, name: str, step: int) -> str:
     return f"invoke add-run-node --env {env} --name {name} --from-step {step}"
-
-
-def lb_origins_key() -> str:
-    try:
-        from stacks.infra import outputs
-    except ImportError:
-        return LB_ORIGINS_OUTPUT
-    return str(getattr(outputs, "LB_ORIGINS", LB_ORIGINS_OUTPUT))
 
 
 def resolve_name(opts: Options) -> tuple[str, stack_config.RunNodeChange | None]:
@@ -190,20 +184,20 @@ class _Run:
                 return f"{self.name} is already in the stack config: nothing to change"
             names = " (listing existing nodes under `names`)" if c.materialised_names else ""
             return (
-                f"set the run pool's count {c.count_before} -> {c.count_after} in {c.path}, "
+                f"set the run pool's count {c.count_before} -> {c.count_after} in {_show(c.path)}, "
                 f"new node {self.name}{names}"
             )
         if step == 2:
             return f"run `pulumi up` on the infra stack `{o.env}` and keep its outputs"
         if step == 3:
-            return f"write {self.inventory_file} from the stack's inventory output"
+            return f"write {_show(self.inventory_file)} from the stack's inventory output"
         if step == 4:
             return f"wait up to {o.ssh_timeout:g}s for an SSH banner from {self.name}:{o.ssh_port}"
         if step == 5:
-            return f"run `{shlex.join(self.playbook_command())}` in {o.ansible_dir}"
+            return f"run `{shlex.join(self.playbook_command())}` in {_show(o.ansible_dir)}"
         if step == 6:
             return f"wait up to {o.ready_timeout:g}s for `kubectl get node {self.name}` to be Ready"
-        return f"check the stack output `{lb_origins_key()}` lists {self.name}'s public IPv4"
+        return f"check the stack output `{LB_ORIGINS}` lists {self.name}'s public IPv4"
 
     def playbook_command(self) -> list[str]:
         return [
@@ -250,7 +244,7 @@ class _Run:
                 "(did `pulumi up` create it?)"
             )
         path = inventory.write_inventory(doc, self.opts.inventory_dir)
-        return str(path)
+        return _show(path)
 
     def step4(self) -> str:
         host = str(_host_vars(self.inventory_file, self.name)["ansible_host"])
@@ -317,7 +311,7 @@ class _Run:
         public = _host_vars(self.inventory_file, self.name).get("pier_public_ipv4")
         if not public:
             raise AddRunNodeError(f"{self.name} has no public IPv4, so it cannot be an LB origin")
-        key = lb_origins_key()
+        key = LB_ORIGINS
         origins = self._outputs().get(key)
         if not isinstance(origins, list):
             raise AddRunNodeError(f"the stack has no `{key}` output list")

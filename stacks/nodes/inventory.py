@@ -19,14 +19,11 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 
 from stacks.common.inventory import DNS_POOL, POOLS, Host, InventoryDocument
+from stacks.infra.outputs import INVENTORY
 
 ROOT = Path(__file__).resolve().parents[2]
 ANSIBLE_DIR = ROOT / "ansible"
 GENERATED_DIR = ANSIBLE_DIR / "inventory" / "generated"
-
-# The key the infra stack exports the document under (stacks/infra/outputs.py: INVENTORY).
-# Kept in sync by tests/stacks/nodes/test_inventory_source.py once that module exists.
-INVENTORY_OUTPUT = "inventory"
 
 CLUSTER_GROUP = "k3s_cluster"
 ROBOT_GROUP = "robot"
@@ -40,21 +37,12 @@ class InventorySourceError(ValueError):
     """The stack output or saved file does not hold a usable inventory document."""
 
 
-def inventory_output_key() -> str:
-    """The infra stack's export key for the document (its constant, once the stack exists)."""
-    try:
-        from stacks.infra import outputs
-    except ImportError:
-        return INVENTORY_OUTPUT
-    return str(getattr(outputs, "INVENTORY", INVENTORY_OUTPUT))
-
-
 def document_from_outputs(data: Mapping[str, Any], source: str) -> InventoryDocument:
     """The document from `pulumi stack output --json` (or from a bare saved document).
 
     `source` names where `data` came from, for the error message.
     """
-    key = inventory_output_key()
+    key = INVENTORY
     raw: Any = data[key] if key in data else data
     if isinstance(raw, str):
         # Pulumi may export the document as a JSON string rather than an object.

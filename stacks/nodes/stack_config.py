@@ -7,7 +7,6 @@ a node only ever appends: existing names and addresses never change.
 
 from __future__ import annotations
 
-import importlib
 import io
 import os
 import re
@@ -21,6 +20,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
 from stacks.common.inventory import POOLS
+from stacks.infra import config as infra_config
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA_DIR = ROOT / "stacks" / "infra"
@@ -237,12 +237,8 @@ def _check_with_infra(doc: CommentedMap, path: Path, name: str) -> None:
     full ip_range or a clash with a Robot server's name is refused here, not half-way into `up`.
     """
     try:
-        infra_config = importlib.import_module("stacks.infra.config")
-    except ImportError:  # the infra stack is optional for editing; Pulumi validates again
-        return
-    try:
         infra_config.validate(infra_config.strip_namespace(doc["config"]), source=path.name)
-    except ValueError as exc:
+    except infra_config.InfraConfigError as exc:
         raise StackConfigError(f"adding {name} would make {path} invalid: {exc}") from exc
 
 

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from stacks.nodes import inventory as inv
 from stacks.nodes import stack_config
-from stacks.nodes.add_run_node import AddRunNodeError, Options, automation
+from stacks.nodes.add_run_node import AddRunNodeError, Options
 from stacks.nodes.add_run_node import add_run_node as run_add
 
 
@@ -30,7 +30,9 @@ def inventory(c: Context, env: str, from_file: str = "") -> None:
             doc = inv.load_document(Path(from_file))
         else:
             stack_config.config_path(env)
-            outputs = automation().outputs(env)
+            from stacks.infra import automation  # loads the Pulumi SDK: only when needed
+
+            outputs = automation.outputs(env)
             doc = inv.document_from_outputs(outputs, f"stack {env} outputs")
     except (inv.InventorySourceError, stack_config.StackConfigError, AddRunNodeError) as exc:
         raise Exit(f"nodes.inventory: {exc}") from exc

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from stacks.common.inventory import InventoryDocument
+from stacks.infra.outputs import INVENTORY
 from stacks.nodes import inventory
 from stacks.nodes.inventory import InventorySourceError
 from tests.stacks.nodes.sample import document, write_stack
@@ -116,7 +117,7 @@ def test_empty_pools_are_still_groups(tmp_path: Path) -> None:
 @pytest.mark.parametrize("shape", ["stack-output", "stack-output-json-string", "bare-document"])
 def test_load_document_from_saved_files(tmp_path: Path, shape: str) -> None:
     raw = _doc(tmp_path)
-    key = inventory.inventory_output_key()
+    key = INVENTORY
     content: dict[str, Any]
     if shape == "stack-output":
         content = {key: raw, "lb_origins": ["203.0.113.81"]}
@@ -159,11 +160,6 @@ def test_invalid_document_names_the_field(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InventorySourceError, match="no such file"):
         inventory.load_document(tmp_path / "absent.json")
-
-
-def test_output_key_matches_the_infra_stack() -> None:
-    outputs = pytest.importorskip("stacks.infra.outputs", reason="infra stack not present")
-    assert inventory.inventory_output_key() == outputs.INVENTORY == inventory.INVENTORY_OUTPUT
 
 
 def test_rewrite_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:

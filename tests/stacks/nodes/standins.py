@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stacks.nodes import add_run_node, inventory
+from stacks.infra.outputs import INVENTORY, LB_ORIGINS
 from tests.stacks.nodes.sample import document
 
 KUBECTL = """\
@@ -101,7 +101,7 @@ class FakePulumi:
             for h in doc["hosts"]
             if h["pool"] == "run" and h["name"] != self.drop_origin
         )
-        return {inventory.inventory_output_key(): doc, add_run_node.lb_origins_key(): origins}
+        return {INVENTORY: doc, LB_ORIGINS: origins}
 
     def up(self, env: str, on_output: Callable[[str], None] | None = None) -> dict[str, Any]:
         self.calls.append("up")

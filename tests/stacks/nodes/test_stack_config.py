@@ -8,14 +8,6 @@ from stacks.nodes import stack_config
 from stacks.nodes.stack_config import StackConfigError, add_run_node, node_names, plan_run_node
 from tests.stacks.nodes.sample import STAGING, write_stack
 
-try:
-    import stacks.infra.config  # noqa: F401
-
-    HAVE_INFRA = True
-except ImportError:
-    HAVE_INFRA = False
-needs_infra = pytest.mark.skipif(not HAVE_INFRA, reason="stacks.infra.config is not in this tree")
-
 
 def _changed_lines(before: str, after: str) -> list[str]:
     return [
@@ -96,9 +88,7 @@ def test_plan_touches_nothing(tmp_path: Path) -> None:
         ("staging", "staging-run-2", "--name 'staging-run-2' is already a node of env 'staging'"),
         ("staging", "staging-ctrl-1", "--name 'staging-ctrl-1' is already a node"),
         # Caught by the infra stack's own validation of the edited config.
-        pytest.param(
-            "staging", "staging-dns", "duplicate node name 'staging-dns'", marks=needs_infra
-        ),
+        ("staging", "staging-dns", "duplicate node name 'staging-dns'"),
     ],
 )
 def test_bad_input_is_one_message_and_leaves_the_file(
@@ -112,7 +102,6 @@ def test_bad_input_is_one_message_and_leaves_the_file(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Pulumi.staging.yaml"]
 
 
-@needs_infra
 def test_full_ip_range_is_refused_before_writing(tmp_path: Path) -> None:
     text = STAGING.replace("ip_range: 10.0.4.0/24", "ip_range: 10.0.4.0/30")
     path = write_stack(tmp_path, text=text)
@@ -162,3 +151,39 @@ def test_config_without_pools_is_named(tmp_path: Path) -> None:
     write_stack(tmp_path, text="config:\n  pier-infra:env: staging\n")
     with pytest.raises(StackConfigError, match="expected exactly one `config.<project>:pools`"):
         add_run_node("staging", None, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "stack_file",
+    sorted(stack_config.INFRA_DIR.glob("Pulumi.*.yaml")),
+    ids=lambda p: p.name,
+)
+@pytest.mark.parametrize("name", [None, "edge-x"])
+def test_real_stack_files_change_only_the_run_pool(
+    tmp_path: Path, stack_file: Path, name: str | None
+) -> None:
+    env = stack_file.name.split(".")[1]
+    copy = tmp_path / stack_file.name
+    before = stack_file.read_text()
+    copy.write_text(before)
+    change = add_run_node(env, name, tmp_path)
+    after = copy.read_text()
+    changed = _changed_lines(before, after)
+    removed = [line for line in changed if line.startswith("-")]
+    added = [line for line in changed if line.startswith("+")]
+    assert len(removed) == 1 and removed[0].lstrip("- ").startswith("count:")
+    assert added[0] == removed[0].replace(
+        f"count: {change.count_before}", f"count: {change.count_after}", 1
+    ).replace("-", "+", 1)
+    if change.materialised_names:
+        assert added[1].endswith("names:")
+    if len(added) > 1:
+        assert added[-1].endswith(f"- {change.name}")
+    else:
+        assert name is None
+    # The infra stack still reads the edited file, with one more run node.
+    from stacks.infra.config import load_file
+
+    cfg = load_file(copy)
+    assert cfg.pools.run.count == change.count_after
+    assert cfg.pools.run.node_names(env, "run")[-1] == change.name
