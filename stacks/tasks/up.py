@@ -37,7 +37,8 @@ def up(
     """Stand up an environment; local: start the API, deploy an example, print its URL."""
     if env not in ENVS:
         raise Exit(f"up: unknown env {env!r}; choose one of {', '.join(ENVS)}")
-    console = Console()
+    # No source path column: people read these lines, not debug them.
+    console = Console(log_path=False)
     if env != "local":
         _up_cloud(env, console)
         return

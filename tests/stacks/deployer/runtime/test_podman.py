@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -15,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from stacks.deployer.runtime import proxy
+from stacks.deployer.runtime import ports, proxy
 from stacks.deployer.runtime.base import (
     LABEL_COMPONENT,
     LABEL_DEPLOYMENT,
@@ -316,3 +317,30 @@ def test_an_idle_proxy_exits_and_comes_back_on_the_same_port(
     finally:
         remove_scope(scope)
         driver.shutdown_proxy()
+
+
+def test_a_port_taken_between_check_and_run_is_replaced_by_another(
+    driver: PodmanDriver, example_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    real_allocate = ports.allocate
+    handed: list[int] = []
+
+    def allocate(exclude: Any = (), **kw: Any) -> int:
+        # The first port handed out is one another process grabbed after the free-check.
+        port = taken if not handed else real_allocate(exclude, **kw)
+        handed.append(port)
+        return port
+
+    monkeypatch.setattr(ports, "allocate", allocate)
+    try:
+        outcome = driver.deploy(desired(example_image, "dep-1"), health_timeout=20)
+    finally:
+        squatter.close()
+
+    assert outcome.healthy, outcome.error
+    assert handed[0] == taken and outcome.observed.host_port not in (None, taken)
+    assert len(driver.observe()) == 1
