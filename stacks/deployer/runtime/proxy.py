@@ -39,7 +39,8 @@ _CHUNK = 65536
 # disk and the driver starts it again on its next call, so nothing lingers after a test run or a
 # `down`.
 DEFAULT_IDLE_EXIT = 30.0
-_IDLE_CHECK_EVERY = 2.0
+# Each check opens one bare TCP connection to a backend; rarely, so apps' logs stay quiet.
+_IDLE_CHECK_EVERY = 10.0
 # A connection that cannot reach its backend within this is answered with a 502.
 _CONNECT_TIMEOUT = 2.0
 _BAD_GATEWAY = (
@@ -238,7 +239,7 @@ async def _serve(state_dir: Path, idle_exit: float) -> None:
             break
         now = time.monotonic()
         if now >= next_check:
-            next_check = now + _IDLE_CHECK_EVERY
+            next_check = now + min(_IDLE_CHECK_EVERY, idle_exit)
             if proxy.active or await _reachable(proxy):
                 busy_at = now
             # Measured after the await: a route set meanwhile counts as activity.
