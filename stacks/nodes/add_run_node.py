@@ -22,7 +22,6 @@ from rich.console import Console
 from rich.markup import escape
 from ruamel.yaml import YAML
 
-from stacks.common.inventory import InventoryDocument
 from stacks.infra.outputs import LB_ORIGINS
 from stacks.nodes import inventory, probes, stack_config
 
@@ -233,18 +232,14 @@ class _Run:
         return self.outputs
 
     def step3(self) -> str:
-        doc: InventoryDocument = inventory.document_from_outputs(
-            self._outputs(), f"stack {self.opts.env} outputs"
-        )
-        if doc.env != self.opts.env:
-            raise AddRunNodeError(f"the stack's inventory is for env {doc.env!r}")
+        env = self.opts.env
+        doc = inventory.document_for_env(env, self._outputs(), f"stack {env} outputs")
         if self.name not in {h.name for h in doc.pool("run")}:
             raise AddRunNodeError(
                 f"{self.name} is not a run host in the stack's inventory output "
                 "(did `pulumi up` create it?)"
             )
-        path = inventory.write_inventory(doc, self.opts.inventory_dir)
-        return _show(path)
+        return _show(inventory.write_inventory(doc, self.opts.inventory_dir))
 
     def step4(self) -> str:
         host = str(_host_vars(self.inventory_file, self.name)["ansible_host"])

@@ -11,7 +11,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +65,20 @@ def document_from_outputs(data: Mapping[str, Any], source: str) -> InventoryDocu
         ) from exc
 
 
+def document_for_env(env: str, data: Mapping[str, Any], source: str) -> InventoryDocument:
+    """Like `document_from_outputs`, refusing a document of another environment."""
+    doc = document_from_outputs(data, source)
+    if doc.env != env:
+        raise InventorySourceError(f"{source}: the document is for env {doc.env!r}, not {env!r}")
+    return doc
+
+
 def load_document(path: Path) -> InventoryDocument:
     """Read a saved `pulumi stack output --json` file, or a saved document, from `path`."""
+    return document_from_outputs(_read_json(path), str(path))
+
+
+def _read_json(path: Path) -> Mapping[str, Any]:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError as exc:
@@ -75,7 +87,7 @@ def load_document(path: Path) -> InventoryDocument:
         raise InventorySourceError(f"{path}: not JSON ({exc})") from exc
     if not isinstance(data, Mapping):
         raise InventorySourceError(f"{path}: expected a JSON object")
-    return document_from_outputs(data, str(path))
+    return data
 
 
 def host_vars(host: Host) -> dict[str, Any]:
@@ -151,3 +163,26 @@ def write_inventory(doc: InventoryDocument, directory: Path = GENERATED_DIR) -> 
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _stack_outputs(env: str) -> Mapping[str, Any]:
+    # Loads the Pulumi SDK (about a second): only when the outputs are really asked for.
+    from stacks.infra import automation
+
+    return automation.outputs(env)
+
+
+def refresh(
+    env: str,
+    *,
+    from_file: Path | None = None,
+    directory: Path = GENERATED_DIR,
+    fetch: Callable[[str], Mapping[str, Any]] = _stack_outputs,
+) -> tuple[Path, InventoryDocument]:
+    """Rewrite `<directory>/<env>.yml` from the stack's outputs (or a saved copy of them)."""
+    if from_file is not None:
+        data = _read_json(from_file)
+        doc = document_for_env(env, data, str(from_file))
+    else:
+        doc = document_for_env(env, fetch(env), f"stack {env} outputs")
+    return write_inventory(doc, directory), doc

@@ -26,21 +26,13 @@ from stacks.nodes.add_run_node import add_run_node as run_add
 def inventory(c: Context, env: str, from_file: str = "") -> None:
     """Refresh ansible/inventory/generated/<env>.yml from the infra stack's outputs."""
     try:
-        if from_file:
-            doc = inv.load_document(Path(from_file))
-        else:
-            stack_config.config_path(env)
-            from stacks.infra import automation  # loads the Pulumi SDK: only when needed
-
-            outputs = automation.outputs(env)
-            doc = inv.document_from_outputs(outputs, f"stack {env} outputs")
-    except (inv.InventorySourceError, stack_config.StackConfigError, AddRunNodeError) as exc:
+        if not from_file:
+            stack_config.config_path(env)  # an unknown env fails here, before Pulumi loads
+        path, doc = inv.refresh(env, from_file=Path(from_file) if from_file else None)
+    except (inv.InventorySourceError, stack_config.StackConfigError) as exc:
         raise Exit(f"nodes.inventory: {exc}") from exc
     except Exception as exc:  # e.g. PulumiNotAvailable: its message says how to install it
         raise Exit(f"nodes.inventory: could not read the stack outputs: {exc}") from exc
-    if doc.env != env:
-        raise Exit(f"nodes.inventory: the document is for env {doc.env!r}, not {env!r}")
-    path = inv.write_inventory(doc)
     Console().print(f"wrote {path} ({len(doc.hosts)} hosts)")
 
 

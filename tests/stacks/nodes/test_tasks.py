@@ -1,0 +1,93 @@
+"""The nodes invoke tasks as a person runs them (subprocess `invoke ...`): exit codes, one-line
+messages. The library behind them is tested directly (each `invoke` start costs seconds)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from stacks.infra.outputs import INVENTORY
+from stacks.nodes import inventory
+from tests.stacks.nodes.sample import document, write_stack
+
+ROOT = Path(__file__).resolve().parents[3]
+INVOKE = str(Path(sys.executable).parent / "invoke")
+
+
+def _invoke(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [INVOKE, *args], capture_output=True, text=True, cwd=ROOT, check=False, timeout=120
+    )
+
+
+@pytest.fixture
+def env() -> Iterator[str]:
+    """A unique env name; its generated inventory (git-ignored) is removed afterwards."""
+    name = f"t{secrets.token_hex(3)}"
+    yield name
+    inventory.inventory_path(name).unlink(missing_ok=True)
+
+
+def test_inventory_from_saved_stack_output(tmp_path: Path, env: str) -> None:
+    saved = tmp_path / "outputs.json"
+    raw = document(env, write_stack(tmp_path / "stack", env).parent)
+    saved.write_text(json.dumps({INVENTORY: raw, "lb_origins": []}))
+    result = _invoke("nodes.inventory", "--env", env, "--from-file", str(saved))
+    assert result.returncode == 0, result.stderr
+    path = inventory.inventory_path(env)
+    assert f"wrote {path} (6 hosts)" in " ".join(result.stdout.split())
+    data = YAML(typ="safe").load(path.read_text())
+    assert data["all"]["vars"]["pier_env"] == env
+    assert f"{env}-run-2" in data["all"]["children"]["run"]["hosts"]
+
+
+def test_inventory_without_pulumi_says_how_to_install(env: str) -> None:
+    if shutil.which("pulumi") is not None:
+        pytest.skip("a pulumi CLI is installed: this checks the message given without one")
+    result = _invoke("nodes.inventory", "--env", "staging")
+    assert result.returncode == 1
+    message = result.stderr.strip()
+    assert message.startswith("nodes.inventory: could not read the stack outputs: no `pulumi`")
+    assert "install the Pulumi CLI" in message
+    assert "Traceback" not in result.stderr
+
+
+def test_add_run_node_dry_run_on_the_real_stack_changes_nothing() -> None:
+    stack = ROOT / "stacks" / "infra" / "Pulumi.staging.yaml"
+    before = stack.read_bytes()
+    result = _invoke("add-run-node", "--env", "staging", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    out = " ".join(result.stdout.split())
+    assert "Would add run node staging-run-3 to env staging" in out
+    for step in range(1, 8):
+        assert f"[{step}/7]" in out
+    assert "Dry run: nothing was changed." in out
+    assert stack.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--env", "nope"], "add-run-node: unknown env 'nope'"),
+        (
+            ["--env", "staging", "--name", "staging-run-1"],
+            "add-run-node: --name 'staging-run-1' is",
+        ),
+    ],
+)
+def test_add_run_node_bad_flags_one_message(args: list[str], message: str) -> None:
+    stack = ROOT / "stacks" / "infra" / "Pulumi.staging.yaml"
+    before = stack.read_bytes()
+    result = _invoke("add-run-node", *args)
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith(message)
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert stack.read_bytes() == before
