@@ -359,9 +359,13 @@ class InfraConfig(_Model):
         ctrl = self.pools.ctrl.count
         if ctrl < 1:
             raise InfraConfigError("pools.ctrl.count", "must be at least 1")
-        if self.k3s.embedded_etcd and ctrl % 2 == 0:
+        # Robot servers in ctrl are etcd members too, so they count towards quorum.
+        robot_ctrl = sum(1 for r in self.robot_servers if r.pool == "ctrl")
+        if self.k3s.embedded_etcd and (ctrl + robot_ctrl) % 2 == 0:
+            with_robots = f" (+ {robot_ctrl} Robot ctrl servers)" if robot_ctrl else ""
             raise InfraConfigError(
-                "pools.ctrl.count", f"{ctrl} is even; embedded etcd needs an odd count for quorum"
+                "pools.ctrl.count",
+                f"{ctrl}{with_robots} is even; embedded etcd needs an odd count for quorum",
             )
         for pool in ("build", "run"):
             robots = [r for r in self.robot_servers if r.pool == pool]

@@ -82,6 +82,7 @@ INVALID: list[tuple[str, Mutator, str]] = [
     ("count-beyond-range", _set("pools.ctrl.count", 255), "pools.ctrl.count"),
     ("even-ctrl-embedded-etcd", _set("pools.ctrl.count", 2), "pools.ctrl.count"),
     ("no-ctrl", _set("pools.ctrl.count", 0), "pools.ctrl.count"),
+    ("robot-ctrl-makes-even", _robot(name="mini-ctrl-r1", pool="ctrl"), "pools.ctrl.count"),
     ("no-run-node", _set("pools.run.count", 0), "pools.run.count"),
     ("names-count-mismatch", _set("pools.run.names", ["a", "b"]), "pools.run.names"),
     ("duplicate-names", _set("pools.build.names", ["mini-run-1"]), "pools.run.names"),
