@@ -82,3 +82,34 @@ def test_svg_escapes_text_and_skips_missing_vswitch() -> None:
     svg = render_svg(inv, {"run": ["80/tcp from <&>"]}, "*.apps.<x>")
     ET.fromstring(svg)
     assert "&lt;&amp;&gt;" in svg and "vSwitch" not in svg
+
+
+def _can_unshare_net() -> bool:
+    import shutil
+    import subprocess
+
+    if shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.slow
+def test_invoke_plan_works_without_network_or_credentials(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    if not _can_unshare_net():
+        pytest.skip("needs `unshare -n` (root or user namespaces) to cut the network off")
+    invoke = Path(sys.executable).parent / "invoke"
+    result = subprocess.run(
+        ["unshare", "-n", str(invoke), "plan", "--env", "prod", "--out", str(tmp_path)],
+        # A bare environment: no VAULT_*, no PULUMI_*, no provider tokens.
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        cwd=config.STACK_DIR.parents[1],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "pool run (1 Firewall, 1 PlacementGroup, 6 Server)" in result.stdout
+    assert "PowerDNS VM" in _svg_text(tmp_path / "topology.svg")
