@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -69,13 +70,19 @@ def _automation_outputs(env: str) -> Outputs:
     return automation.outputs(env)
 
 
+def _ansible_playbook() -> tuple[str, ...]:
+    # `invoke` from the venv does not put the venv's bin/ on PATH; ansible-core lives there.
+    beside = Path(sys.executable).parent / "ansible-playbook"
+    return (str(beside),) if beside.exists() else ("ansible-playbook",)
+
+
 @dataclass(frozen=True)
 class Toolchain:
     """How the steps reach Pulumi, Ansible and the cluster (stand-ins go here in tests)."""
 
     pulumi_up: Callable[[str, OnOutput | None], Outputs] = _automation_up
     pulumi_outputs: Callable[[str], Outputs] = _automation_outputs
-    ansible_playbook: Sequence[str] = ("ansible-playbook",)
+    ansible_playbook: Sequence[str] = field(default_factory=_ansible_playbook)
     ansible_args: Sequence[str] = ()
     ansible_env: Mapping[str, str] = field(default_factory=dict)
     kubectl: Sequence[str] = ("kubectl",)

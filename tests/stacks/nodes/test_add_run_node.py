@@ -4,6 +4,7 @@ stand-ins for pulumi, kubectl and ansible-playbook (the e2e test runs the real p
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -250,3 +251,10 @@ def test_missing_playbook_fails_step_5(world: World) -> None:
     (world.ansible_dir / "playbooks" / "add-run-node.yml").unlink()
     with pytest.raises(StepFailed, match=r"step 5/7 .*add-run-node.yml does not exist"):
         world.run()
+
+
+def test_default_toolchain_runs_the_installed_ansible_playbook() -> None:
+    # invoke from the venv does not put the venv on PATH: the default must still find it.
+    [command] = Toolchain().ansible_playbook
+    result = subprocess.run([command, "--version"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0 and "ansible-playbook [core" in result.stdout
