@@ -19,6 +19,13 @@ IMAGE_NAME = re.compile(
 )
 IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 IMAGE_DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
+# The same rules as `check_image`, for the OpenAPI document: a tag or a digest is required,
+# and a bare `:latest` is excluded by the `not` clause.
+IMAGE_REF_PATTERN = (
+    r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]{1,5})?(/[a-z0-9]+([._-]{1,2}[a-z0-9]+)*)*"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(@sha256:[a-f0-9]{64})?|@sha256:[a-f0-9]{64})$"
+)
+IMAGE_LATEST_PATTERN = r":latest$"
 
 
 def errors_detail(errors: Sequence[Mapping[str, Any]]) -> str:
@@ -47,6 +54,8 @@ def check_image(ref: str) -> str:
         raise ValueError("must pin an explicit tag or digest (e.g. app:1.2); untagged is refused")
     if tag == "latest" and not digest:
         raise ValueError("':latest' is refused; pin an explicit tag or digest")
+    if not re.match(IMAGE_REF_PATTERN, ref):
+        raise ValueError(f"{ref!r} is not a valid image reference")
     return ref
 
 
@@ -82,7 +91,18 @@ ServiceName = Annotated[
     Field(min_length=1, max_length=63, json_schema_extra={"pattern": DNS_LABEL}),
     AfterValidator(check_name),
 ]
-ImageRef = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(check_image)]
+ImageRef = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=255,
+        json_schema_extra={
+            "pattern": IMAGE_REF_PATTERN,
+            "not": {"pattern": IMAGE_LATEST_PATTERN},
+        },
+    ),
+    AfterValidator(check_image),
+]
 Port = Annotated[int, Field(ge=1, le=65535)]
 HealthPath = Annotated[str, Field(pattern=r"^/[A-Za-z0-9._~/%?=&+-]*$", max_length=200)]
 
@@ -102,7 +122,13 @@ class ServiceSpec(BaseModel):
     name: ServiceName
     image: ImageRef
     port: Port = 8080
-    env: Annotated[dict[str, str], AfterValidator(check_env)] = Field(default_factory=dict)
+    env: Annotated[dict[str, str], AfterValidator(check_env)] = Field(
+        default_factory=dict,
+        json_schema_extra={
+            "maxProperties": MAX_ENV_VARS,
+            "propertyNames": {"pattern": ENV_NAME.pattern},
+        },
+    )
     replicas: int = Field(default=1, ge=1, le=10)
     cpu: float | None = Field(default=None, ge=0.05, le=16)
     memory_mb: int | None = Field(default=None, ge=16, le=65536)
