@@ -8,6 +8,7 @@ sentence naming the key (`InfraConfigError`), before a single resource is regist
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from ipaddress import IPv4Address, IPv4Network, ip_network
@@ -231,7 +232,14 @@ class FirewallRule(_Model):
 
     @model_validator(mode="after")
     def _protected_ports_stay_private(self) -> FirewallRule:
-        if self.port is not None and not re.fullmatch(r"\d{1,5}(-\d{1,5})?", self.port):
+        if self.protocol == "icmp":
+            if self.port is not None:
+                raise InfraConfigError("port", "icmp rules take no port")
+        elif self.port is None:
+            raise InfraConfigError("port", f"{self.protocol} rules need a port or `low-high` range")
+        elif not re.fullmatch(r"\d{1,5}(-\d{1,5})?", self.port) or not (
+            1 <= self.ports().start < self.ports().stop <= 65536
+        ):
             raise InfraConfigError("port", f"{self.port!r} is not a port or `low-high` range")
         if any(_world(s) for s in self.sources):
             opened = [p for p in PROTECTED_PORTS if p in self.ports()]
@@ -394,15 +402,15 @@ class InfraConfig(_Model):
                     f"{robot.private_ip} is not a usable host of vswitch_subnet"
                     f" {net.vswitch_subnet}",
                 )
-            if not robot.public_ipv4.is_global and not robot.public_ipv4.is_reserved:
-                # Documentation ranges are accepted so examples stay obviously fake.
-                if not any(
-                    robot.public_ipv4 in IPv4Network(n)
-                    for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")
-                ):
-                    raise InfraConfigError(
-                        f"{key}.public_ipv4", f"{robot.public_ipv4} is not a public address"
-                    )
+            # Documentation ranges are accepted so examples stay obviously fake.
+            documentation = any(
+                robot.public_ipv4 in IPv4Network(n)
+                for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")
+            )
+            if not robot.public_ipv4.is_global and not documentation:
+                raise InfraConfigError(
+                    f"{key}.public_ipv4", f"{robot.public_ipv4} is not a public address"
+                )
 
     def _check_dns_vm(self) -> None:
         ip = self.dns_vm.private_ip
@@ -529,8 +537,7 @@ CONFIG_KEYS = tuple(InfraConfig.model_fields)
 
 def from_pulumi(stack: str) -> InfraConfig:
     """Read this project's keys from the running Pulumi engine and validate them."""
-    import json
-
+    # Imported here so validating a file (plan, tests, add-run-node) does not load the SDK.
     import pulumi
 
     conf = pulumi.Config()

@@ -38,6 +38,8 @@ class Registered:
     inputs: dict[str, Any]
     secret_inputs: frozenset[str]
     outputs: dict[str, Any]
+    # `<provider urn>::<provider id>` for custom resources; "" for components and providers.
+    provider: str = ""
 
     @property
     def group(self) -> str:
@@ -123,6 +125,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 inputs=plain,
                 secret_inputs=secret,
                 outputs=dict(state) if state else {},
+                provider=request.provider,
             )
         )
         return response

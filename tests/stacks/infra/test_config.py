@@ -112,6 +112,19 @@ INVALID: list[tuple[str, Mutator, str]] = [
         "firewall.extra_rules.run[0].sources",
     ),
     ("firewall-over-limit", _many_extra_rules, "firewall.extra_rules.ops"),
+    (
+        "tcp-rule-without-port",
+        _set("firewall.extra_rules", {"ops": [{"protocol": "tcp", "sources": ["10.0.0.0/8"]}]}),
+        "firewall.extra_rules.ops[0].port",
+    ),
+    (
+        "port-out-of-range",
+        _set(
+            "firewall.extra_rules",
+            {"ops": [{"protocol": "udp", "port": "9-70000", "sources": ["10.0.0.0/8"]}]},
+        ),
+        "firewall.extra_rules.ops[0].port",
+    ),
     ("bad-taint", _set("pools.run.taints", ["dedicated"]), "pools.run.taints"),
     ("vlan-out-of-range", _set("network", {"vswitch_vlan": 12}), "network.vswitch_vlan"),
     ("bad-ssh-key", _set("ssh_keys", {"ops": "not-a-key"}), "ssh_keys"),

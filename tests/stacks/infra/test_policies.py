@@ -129,6 +129,19 @@ def test_network_has_cloud_and_vswitch_subnets_exposed_to_vswitch(run: DryRun) -
         assert net.inputs["exposeRoutesToVswitch"] is True, net.urn
 
 
+def test_every_cloud_resource_uses_the_explicit_provider_holding_the_token(run: DryRun) -> None:
+    providers = {
+        r.type.removeprefix("pulumi:providers:"): r.urn
+        for r in run.resources
+        if r.type.startswith("pulumi:providers:")
+    }
+    for r in run.custom():
+        package = r.type.split(":", 1)[0]
+        assert r.provider.startswith(f"{providers[package]}::"), (
+            f"{r.urn}: uses provider {r.provider!r}, not the explicit {package} provider"
+        )
+
+
 def _origins(run: DryRun) -> list[dict[str, Any]]:
     [pool] = run.of_type(LB_POOL)
     return list(pool.inputs["origins"])
