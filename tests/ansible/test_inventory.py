@@ -196,3 +196,22 @@ def test_refresh_refuses_another_envs_document(tmp_path: Path) -> None:
     with pytest.raises(InventorySourceError, match="the document is for env 'staging', not 'prod'"):
         inventory.refresh("prod", from_file=saved, directory=tmp_path / "gen")
     assert not (tmp_path / "gen").exists()
+
+
+def test_generated_file_passes_yamllint(tmp_path: Path) -> None:
+    # `invoke dev.lint` runs yamllint --strict over ansible/, generated files included.
+    path = inventory.write_inventory(InventoryDocument.model_validate(_doc(tmp_path)), tmp_path)
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "yamllint"),
+            "--strict",
+            "-c",
+            str(root / ".yamllint.yml"),
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout
