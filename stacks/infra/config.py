@@ -95,6 +95,11 @@ class NetworkConfig(_Model):
                 )
             if self.vswitch_id is None:
                 raise InfraConfigError("vswitch_id", "is required when vswitch_subnet is set")
+            # Hetzner couples vSwitches (Robot) to cloud networks in eu-central only.
+            if self.zone != "eu-central":
+                raise InfraConfigError(
+                    "vswitch_subnet", f"needs network zone eu-central, not {self.zone}"
+                )
         elif self.vswitch_id is not None:
             raise InfraConfigError("vswitch_subnet", "is required when vswitch_id is set")
         return self

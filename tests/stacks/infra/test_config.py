@@ -126,6 +126,11 @@ INVALID: list[tuple[str, Mutator, str]] = [
         "firewall.extra_rules.ops[0].port",
     ),
     ("bad-taint", _set("pools.run.taints", ["dedicated"]), "pools.run.taints"),
+    (
+        "vswitch-outside-eu-central",
+        _set("network", {"zone": "us-east", "vswitch_subnet": "10.0.128.0/24", "vswitch_id": 3}),
+        "network.vswitch_subnet",
+    ),
     ("vlan-out-of-range", _set("network", {"vswitch_vlan": 12}), "network.vswitch_vlan"),
     ("bad-ssh-key", _set("ssh_keys", {"ops": "not-a-key"}), "ssh_keys"),
     ("cloudflare-range-world", _set("cloudflare.ip_ranges", ["0.0.0.0/0"]), "cloudflare.ip_ranges"),
