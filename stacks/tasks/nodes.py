@@ -23,8 +23,10 @@ from stacks.nodes.add_run_node import add_run_node as run_add
         "instead of asking Pulumi",
     }
 )
-def inventory(c: Context, env: str, from_file: str = "") -> None:
+def inventory(c: Context, env: str = "", from_file: str = "") -> None:
     """Refresh ansible/inventory/generated/<env>.yml from the infra stack's outputs."""
+    if not env:
+        raise Exit("nodes.inventory: --env is required (e.g. --env staging)")
     try:
         if not from_file:
             stack_config.config_path(env)  # an unknown env fails here, before Pulumi loads
@@ -45,9 +47,12 @@ def inventory(c: Context, env: str, from_file: str = "") -> None:
     }
 )
 def add_run_node(
-    c: Context, env: str, name: str = "", dry_run: bool = False, from_step: int = 0
+    c: Context, env: str = "", name: str = "", dry_run: bool = False, from_step: int = 0
 ) -> None:
     """Add a run node: stack config, pulumi up, inventory, SSH, playbook, Ready, LB origin."""
+    # Optional in the signature only so `invoke add-run-node --help` is not taken as the env.
+    if not env:
+        raise Exit("add-run-node: --env is required (e.g. --env staging)")
     opts = Options(env=env, name=name or None, dry_run=dry_run, from_step=from_step or None)
     try:
         run_add(opts)

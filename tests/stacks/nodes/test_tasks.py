@@ -77,6 +77,7 @@ def test_add_run_node_dry_run_on_the_real_stack_changes_nothing() -> None:
     ("args", "message"),
     [
         (["--env", "nope"], "add-run-node: unknown env 'nope'"),
+        ([], "add-run-node: --env is required"),
         (
             ["--env", "staging", "--name", "staging-run-1"],
             "add-run-node: --name 'staging-run-1' is",
