@@ -49,12 +49,13 @@ def rules_for(cfg: InfraConfig, group: FirewallGroup) -> list[Rule]:
         _rule("icmp", None, WORLD, "ping and path-MTU discovery"),
     ]
     if group != "dns":
-        # Robot servers reach the cloud nodes over the vSwitch, but their kubelets and the
-        # k3s API are also addressed by public IP during bootstrap.
-        api_sources = [str(cfg.network.cidr), *admin, *robots]
         if group == "ctrl":
+            # Robot servers reach the API over the vSwitch, i.e. from the private network.
+            api_sources = [str(cfg.network.cidr), *admin]
             rules.append(_rule("tcp", "6443", api_sources, "k3s API: private network and admins"))
         if robots:
+            # Kubelet traffic from Robot servers that addresses cloud nodes by public IP
+            # (e.g. before the vSwitch route is up) is let in from exactly those servers.
             rules.append(_rule("tcp", "10250", robots, "kubelet from Robot servers"))
     if group == "run":
         ranges = list(cfg.cloudflare.ip_ranges)

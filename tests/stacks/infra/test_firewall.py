@@ -44,7 +44,7 @@ def test_robot_servers_become_sources() -> None:
         }
     ]
     cfg = config.validate(raw)
-    assert "198.51.100.9/32" in _ports(cfg, "ctrl")[("tcp", "6443")]
+    assert "198.51.100.9/32" not in _ports(cfg, "ctrl")[("tcp", "6443")]  # vSwitch: private
     assert _ports(cfg, "ops")[("tcp", "10250")] == ["198.51.100.9/32"]
 
 

@@ -104,13 +104,16 @@ def test_firewall_sources_for_ssh_api_and_web(run: DryRun) -> None:
             by_port[(rule["protocol"], rule.get("port", ""))] = set(rule["sourceIps"])
         assert by_port[("tcp", "22")] == admin, f"{fw.urn}: SSH sources"
         if group == "ctrl":
-            assert by_port[("tcp", "6443")] == {str(cfg.network.cidr), *admin, *robots}, fw.urn
+            assert by_port[("tcp", "6443")] == {str(cfg.network.cidr), *admin}, fw.urn
+        if robots and group != "dns":
+            assert by_port[("tcp", "10250")] == robots, fw.urn
         if group == "run":
             for port in ("80", "443"):
                 assert by_port[("tcp", port)] == set(cfg.cloudflare.ip_ranges), fw.urn
         else:
             assert ("tcp", "80") not in by_port and ("tcp", "443") not in by_port, fw.urn
         if group == "dns":
+            assert ("tcp", "10250") not in by_port, fw.urn
             for proto in ("tcp", "udp"):
                 assert by_port[(proto, "53")] == {"0.0.0.0/0", "::/0"}, fw.urn
 
