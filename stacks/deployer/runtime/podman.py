@@ -300,13 +300,14 @@ class PodmanDriver:
         with self._lock:
             route = self._routes().get(service_id)
             if route and route["deployment_id"] == deployment_id:
+                fallback, backends = self._fallback(service_id, deployment_id)
                 self._proxy(
                     {
                         "op": "set",
                         "service_id": service_id,
                         "port": route["port"],
-                        "deployment_id": None,
-                        "backends": [],
+                        "deployment_id": fallback,
+                        "backends": backends,
                     },
                 )
         own = {str(c["Labels"].get(LABEL_HOST_PORT)) for c in containers}
@@ -318,6 +319,23 @@ class PodmanDriver:
                 return
             time.sleep(delay)
             delay = min(delay * 2, 0.2)
+
+    def _fallback(self, service_id: str, leaving: str) -> tuple[str | None, list[int]]:
+        """The newest other running deployment of the service, to route to instead of nothing.
+
+        Normally there is none (the API removes the old deployment after a switch). After a
+        crash between the switch and the store update, the API's reconciliation removes the new,
+        unrecorded deployment while the recorded one still runs: the URL must go back to it.
+        """
+        by_deployment: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for c in self._containers(service_id=service_id):
+            dep = c["Labels"][LABEL_DEPLOYMENT]
+            if dep != leaving and c.get("State") == "running":
+                by_deployment[dep].append(c)
+        if not by_deployment:
+            return None, []
+        newest = max(by_deployment, key=lambda d: max(int(c["Created"]) for c in by_deployment[d]))
+        return newest, [int(c["Labels"][LABEL_HOST_PORT]) for c in by_deployment[newest]]
 
     def _proxy_state(self) -> dict[str, Any]:
         try:

@@ -353,3 +353,26 @@ def test_a_port_taken_between_check_and_run_is_replaced_by_another(
     assert outcome.healthy, outcome.error
     assert handed[0] == taken and outcome.observed.host_port not in (None, taken)
     assert len(driver.observe()) == 1
+
+
+def test_removing_the_routed_deployment_falls_back_to_one_still_running(
+    driver: PodmanDriver, example_image: str
+) -> None:
+    # A crash between the switch and the store update: the API still records dep-1 as current
+    # and its reconciliation removes dep-2, which the proxy already routes to.
+    first = driver.deploy(
+        desired(example_image, "dep-1", env={"GREETING": "v1"}), health_timeout=20
+    )
+    second = driver.deploy(
+        desired(example_image, "dep-2", env={"GREETING": "v2"}), health_timeout=20
+    )
+    assert first.observed.url and second.observed.url == first.observed.url
+    assert httpx.get(first.observed.url).text.strip() == "v2"
+
+    driver.remove("dep-2")
+
+    assert httpx.get(first.observed.url).text.strip() == "v1"
+    route = proxy.call(driver.state_dir, {"op": "get"})["routes"]["svc-1"]
+    assert route["deployment_id"] == "dep-1"
+    driver.stop("dep-1")
+    assert httpx.get(first.observed.url).status_code == 502
