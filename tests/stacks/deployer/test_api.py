@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from stacks.deployer.client import PierAPIError, PierClient
-from tests.stacks.deployer.conftest import BROKEN, EXAMPLE, Api
+from tests.stacks.deployer.conftest import BROKEN, EXAMPLE, Api, new_pg_database, running_api
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 
@@ -238,3 +239,32 @@ def test_openapi_documents_the_api(api: Api) -> None:
         "/v1/services/{name}/deployments",
         "/v1/whoami",
     } <= paths
+
+
+def test_api_on_postgresql(images: dict[str, str], postgres: str, tmp_path: Path) -> None:
+    """The same API with its store on PostgreSQL (the cluster setup) instead of SQLite."""
+    with running_api(new_pg_database(postgres), tmp_path) as pg_api:
+        statuses: list[int] = []
+
+        def create() -> None:
+            with PierClient(pg_api.url, pg_api.key) as client:
+                try:
+                    client.create(web())
+                    statuses.append(201)
+                except PierAPIError as exc:
+                    statuses.append(exc.status)
+
+        threads = [threading.Thread(target=create) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(statuses) == [201, 409, 409]
+        url = pg_api.client.get("web")["url"]
+        pg_api.client.redeploy("web", web(greeting="v2"))
+        assert body(url) == "v2"
+        assert pg_api.client.rollback("web")["spec"]["env"] == {"GREETING": "v1"}
+        assert [d["seq"] for d in pg_api.client.deployments("web")] == [3, 2, 1]
+        assert pg_api.other.list() == []
+        assert pg_api.client.delete("web")["deleted"] is True
+        assert pg_api.containers() == []
