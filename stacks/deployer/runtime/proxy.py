@@ -43,6 +43,8 @@ DEFAULT_IDLE_EXIT = 30.0
 _IDLE_CHECK_EVERY = 10.0
 # A connection that cannot reach its backend within this is answered with a 502.
 _CONNECT_TIMEOUT = 2.0
+# A client that opens a connection but sends no complete request head within this is dropped.
+_HEAD_TIMEOUT = 30.0
 _BAD_GATEWAY = (
     b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: 27\r\n"
     b"Connection: close\r\n\r\nno live deployment to serve"
@@ -95,6 +97,14 @@ class _Proxy:
     async def forward(
         self, service_id: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
+        # The backend is chosen once the request has arrived, not at connect time, and each
+        # connection carries one request (see one_request), so no client stays pinned to a
+        # deployment the driver is about to stop.
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _HEAD_TIMEOUT)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, OSError):
+            writer.close()
+            return
         route = self.routes.get(service_id)
         backends = list(route.backends) if route else []
         upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
@@ -121,7 +131,8 @@ class _Proxy:
         up_reader, up_writer = upstream
         self.active[chosen] = self.active.get(chosen, 0) + 1
         try:
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            up_writer.write(one_request(head))
+            await asyncio.gather(_pipe(reader, up_writer), _pipe_response(up_reader, writer))
         finally:
             self.active[chosen] -= 1
             if not self.active[chosen]:
@@ -178,6 +189,42 @@ class _Proxy:
         server = self.servers.pop(service_id, None)
         if server is not None:
             server.close()
+
+
+def one_request(head: bytes) -> bytes:
+    """The request (or response) head with `Connection: close`: the connection ends with it.
+
+    Keep-alive between client and proxy is given up for this (a new loopback connection per
+    request costs well under a millisecond); upgrades (WebSocket) pass through untouched.
+    """
+    lines = head[: -len(b"\r\n\r\n")].split(b"\r\n")
+    hop = (b"connection", b"keep-alive", b"proxy-connection")
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"connection" and b"upgrade" in value.lower():
+            return head
+    kept = [lines[0]] + [ln for ln in lines[1:] if ln.partition(b":")[0].strip().lower() not in hop]
+    return b"\r\n".join([*kept, b"Connection: close", b"", b""])
+
+
+async def _pipe_response(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    # The response says `Connection: close` too, or a keep-alive client would send its next
+    # request on a connection the backend has already closed.
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as exc:
+        head = exc.partial
+    except (asyncio.LimitOverrunError, OSError):
+        head = b""
+    else:
+        head = one_request(head)
+    try:
+        writer.write(head)
+        await writer.drain()
+    except OSError:
+        writer.close()
+        return
+    await _pipe(reader, writer)
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
