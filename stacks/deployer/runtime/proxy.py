@@ -1,14 +1,15 @@
 """The service proxy: one stable local URL per service, switched atomically between deployments.
 
 Each deployment publishes its own host port, so without this a redeploy would change the
-service's URL. One small TCP proxy process per runtime state directory listens on a stable
-127.0.0.1 port per service and forwards every new connection to the deployment that is live;
-the driver switches it only once the new deployment is healthy, and stops the old one only after
-its proxied connections have drained. It runs detached from the API, so services keep answering
-while the API restarts; its routes persist in `routes.json` and it exits when its state directory
-disappears.
+service's URL. One small proxy process per runtime state directory listens on a stable
+127.0.0.1 port per service and forwards each request (one per connection) to the deployment that
+is live; the driver switches it only once the new deployment is healthy, and stops the old one
+only after its proxied connections have drained. It runs detached from the API, so services keep
+answering while the API restarts; its routes persist in `routes.json`, and it exits when its
+state directory disappears or nothing it routes to has answered for a while (the driver starts
+it again on demand).
 
-Run as `python -m stacks.deployer.runtime.proxy STATE_DIR`; the driver starts it on demand.
+Run as `python -m stacks.deployer.runtime.proxy STATE_DIR [IDLE_EXIT_SECONDS]`.
 """
 
 from __future__ import annotations
