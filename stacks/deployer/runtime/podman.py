@@ -104,7 +104,12 @@ class PodmanDriver:
             logs = self._logs_of(ids, LOG_TAIL_ON_FAILURE)
             self._remove_containers(ids)
             return self._failed(desired.deployment_id, desired, problem, logs)
-        url = self._route(desired.service_id, desired.deployment_id, host_ports)
+        try:
+            url = self._route(desired.service_id, desired.deployment_id, host_ports)
+        except proxy.ProxyError as exc:
+            # Healthy but unreachable at its service URL: not live, and nothing left behind.
+            self._remove_containers(ids)
+            return self._failed(desired.deployment_id, desired, str(exc), "")
         return DeployOutcome(
             healthy=True,
             observed=Observed(

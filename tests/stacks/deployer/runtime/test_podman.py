@@ -376,3 +376,35 @@ def test_removing_the_routed_deployment_falls_back_to_one_still_running(
     assert route["deployment_id"] == "dep-1"
     driver.stop("dep-1")
     assert httpx.get(first.observed.url).status_code == 502
+
+
+def test_a_stolen_service_port_moves_the_service_to_a_new_stable_url(
+    driver: PodmanDriver, example_image: str
+) -> None:
+    live = driver.deploy(desired(example_image, "dep-1"), health_timeout=20)
+    assert live.healthy and live.observed.url
+    # Another program takes the service's port while no proxy runs (say, after a reboot).
+    driver.shutdown_proxy()
+    time.sleep(0.3)
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", int(live.observed.url.rsplit(":", 1)[1])))
+    squatter.listen()
+    try:
+        outcome = driver.deploy(desired(example_image, "dep-2"), health_timeout=20)
+        assert outcome.healthy and outcome.observed.url not in (None, live.observed.url)
+        assert httpx.get(outcome.observed.url).status_code == 200
+    finally:
+        squatter.close()
+
+
+def test_a_deploy_the_proxy_cannot_route_leaves_nothing_behind(
+    driver: PodmanDriver, example_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*_args: object) -> str:
+        raise proxy.ProxyError("the service proxy did not start; see proxy.log")
+
+    monkeypatch.setattr(driver, "_route", refuse)
+    outcome = driver.deploy(desired(example_image, "dep-1"), health_timeout=20)
+
+    assert not outcome.healthy and "proxy did not start" in outcome.error
+    assert driver.observe() == []
