@@ -131,6 +131,21 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         return response
 
 
+def ensure_event_loop() -> None:
+    """Give this thread an open event loop for Pulumi's runtime to schedule on.
+
+    Pulumi's SDK creates futures on the thread's current loop; an `asyncio.run()` earlier in
+    the same process (an HTTP client, an MCP session, another test) leaves none behind.
+    """
+    policy = asyncio.get_event_loop_policy()
+    try:
+        loop = policy.get_event_loop()
+    except RuntimeError:
+        loop = None
+    if loop is None or loop.is_closed():
+        policy.set_event_loop(policy.new_event_loop())
+
+
 def dry_run(
     cfg: InfraConfig | Mapping[str, Any],
     tokens: ProviderTokens | None = None,
@@ -144,6 +159,7 @@ def dry_run(
     """
     stack = cfg.env if isinstance(cfg, InfraConfig) else str(cfg.get("env", "dryrun"))
     result = DryRun(env=stack)
+    ensure_event_loop()
     monitor = monitor or RecordingMonitor(InfraMocks())
     pulumi.runtime.set_mocks(
         monitor.mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor

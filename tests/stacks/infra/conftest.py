@@ -68,3 +68,12 @@ def run(request: pytest.FixtureRequest) -> DryRun:
 def raw() -> Callable[[str], dict[str, Any]]:
     """A fresh, mutable copy of an environment's raw config."""
     return lambda env: copy.deepcopy(raw_for(env))
+
+
+@pytest.fixture(autouse=True)
+def _event_loop() -> None:
+    # Tests that call pulumi.runtime.set_mocks directly need a loop even when an earlier test
+    # in the same session (the deployer's async clients) closed the previous one.
+    from stacks.infra.dryrun import ensure_event_loop
+
+    ensure_event_loop()
