@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body, Path, Query, Response
 
 from stacks.deployer.deps import DeployerDep, PrincipalDep
 from stacks.deployer.schemas import (
@@ -34,9 +34,12 @@ def create_service(spec: ServiceSpec, principal: PrincipalDep, deployer: Deploye
     return deployer.create(principal, spec)
 
 
-@router.get("")
-def list_services(principal: PrincipalDep, deployer: DeployerDep) -> ServiceList:
-    return ServiceList(services=deployer.list_all(principal))
+@router.get("", response_model=ServiceList)
+def list_services(principal: PrincipalDep, deployer: DeployerDep) -> Response:
+    # Serialised once here: FastAPI's own path dumps and re-validates every item first, which
+    # made listing 1,000 services several times slower.
+    body = ServiceList(services=deployer.list_all(principal)).model_dump_json()
+    return Response(content=body, media_type="application/json")
 
 
 @router.get("/{name}")
