@@ -6,6 +6,7 @@ crash `reconcile.reconcile` can tell what was meant and finish or undo it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -13,7 +14,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -171,14 +172,39 @@ class Deployer:
         """Hold the service's lock; a second operation on it gets 409 instead of waiting."""
         with self._locks_guard:
             lock = self._locks.setdefault((tenant, name), threading.Lock())
+        refusal = ServiceError(
+            409, busy or f"service {name!r} is busy with another operation; retry shortly"
+        )
         if not lock.acquire(blocking=False):
-            raise ServiceError(
-                409, busy or f"service {name!r} is busy with another operation; retry shortly"
-            )
+            raise refusal
         try:
-            yield
+            with self._store_lock(tenant, name) as held:
+                if not held:
+                    raise refusal
+                yield
         finally:
             lock.release()
+
+    @contextmanager
+    def _store_lock(self, tenant: str, name: str) -> Iterator[bool]:
+        """On PostgreSQL, also hold an advisory lock, so API replicas sharing the store take
+        turns too; it dies with its connection, so a crashed replica never leaves it held.
+        SQLite is the embedded single-process setup, where the thread lock is the whole story."""
+        engine = self.sessions.kw["bind"]
+        if engine.dialect.name != "postgresql":
+            yield True
+            return
+        digest = hashlib.blake2b(f"{tenant}/{name}".encode(), digest_size=8).digest()
+        key = int.from_bytes(digest, "big", signed=True)
+        with engine.connect() as conn:
+            held = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
+            conn.commit()
+            try:
+                yield held
+            finally:
+                if held:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()
 
     # -- reads ---------------------------------------------------------------------------------
 

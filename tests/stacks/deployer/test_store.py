@@ -15,6 +15,7 @@ from stacks.deployer.deploys import Deployer, ServiceError
 from stacks.deployer.models import ApiKey, Deployment, DeploymentStatus, Service, ServiceStatus
 from stacks.deployer.reconcile import INTERRUPTED, reconcile
 from stacks.deployer.schemas import ServiceSpec
+from tests.stacks.deployer.conftest import new_pg_database
 from tests.stacks.deployer.fake_driver import MemoryDriver
 
 ACME = Principal(tenant="acme", key_name="k", key_prefix="p")
@@ -201,3 +202,26 @@ def test_reconcile_repairs_runtime_and_keeps_records(deployer: Deployer) -> None
         gone.current_deployment.id,  # type: ignore[union-attr]
         stopped.current_deployment.id,
     }
+
+
+def test_replicas_sharing_postgresql_take_turns(postgres: str) -> None:
+    """Two API replicas (two Deployers, one PostgreSQL store): one operation per service."""
+    url = new_pg_database(postgres)
+    engine = make_engine(url)
+    migrate(engine)
+    slow, other = MemoryDriver(), MemoryDriver()
+    first = Deployer(session_factory(engine), slow, health_timeout=1)
+    second = Deployer(session_factory(make_engine(url)), other, health_timeout=1)
+    first.create(ACME, spec())
+    slow.gate = threading.Event()
+    worker = threading.Thread(target=first.redeploy, args=(ACME, "web"))
+    worker.start()
+    while len(slow.calls) < 2:
+        pass
+    with pytest.raises(ServiceError) as exc:
+        second.redeploy(ACME, "web")
+    assert exc.value.status == 409 and "busy" in exc.value.detail
+    slow.gate.set()
+    worker.join()
+    # Released with the operation: the other replica may go now.
+    assert second.redeploy(ACME, "web").current_deployment.seq == 3  # type: ignore[union-attr]
