@@ -1,0 +1,98 @@
+"""Reconciliation on API start with the real podman driver: podman is made to match the store."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from stacks.deployer.bootstrap import create_api_key
+from stacks.deployer.client import PierClient
+from stacks.deployer.main import create_app
+from stacks.deployer.runtime.podman import PodmanDriver
+from tests.stacks.deployer.conftest import EXAMPLE, ThreadedServer, make_settings, remove_scope
+
+pytestmark = [pytest.mark.podman, pytest.mark.slow]
+
+
+def containers(scope: str) -> dict[str, tuple[str, str]]:
+    """container name -> (deployment label, state)."""
+    out = subprocess.run(
+        ["podman", "ps", "-a", "--format", "json", "--filter", f"label=pier.scope={scope}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return {
+        c["Names"][0]: (c["Labels"].get("pier.deployment", ""), c["State"])
+        for c in json.loads(out or "[]")
+    }
+
+
+def test_restart_repairs_podman_from_the_store(images: dict[str, str], tmp_path: Path) -> None:
+    database_url = f"sqlite:///{tmp_path / 'store.db'}"
+    scope = f"rec{uuid.uuid4().hex[:8]}"
+    key = create_api_key(database_url, "acme", "admin")
+    settings = make_settings(database_url, scope, tmp_path / "runtime")
+    spec = {"image": EXAMPLE, "health_path": "/healthz"}
+    driver = PodmanDriver(state_dir=tmp_path / "runtime", scope=scope)
+    try:
+        server = ThreadedServer(create_app(settings, driver)).start()
+        with PierClient(server.url, key) as client:
+            lost = client.create({"name": "lost", **spec})
+            halted = client.create({"name": "halted", **spec})
+            client.create({"name": "paused", **spec})
+            client.stop("paused")
+        server.stop()
+
+        # While the API is down: one container removed, one stopped behind its back, and a
+        # labelled container the store never heard of.
+        by_dep = {dep: name for name, (dep, _) in containers(scope).items()}
+        subprocess.run(
+            ["podman", "rm", "-f", "-t", "0", by_dep[lost["current_deployment"]["id"]]],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            ["podman", "stop", "-t", "0", by_dep[halted["current_deployment"]["id"]]],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                "podman", "run", "-d", "--name", f"pier-{scope}-stray",
+                "--label", "pier.managed=true", "--label", f"pier.scope={scope}",
+                "--label", "pier.deployment=stray", "--label", "pier.service-id=stray",
+                "--label", "pier.tenant=acme", "--label", "pier.host-port=1",
+                EXAMPLE,
+            ],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+
+        server = ThreadedServer(create_app(settings, driver)).start()
+        try:
+            with PierClient(server.url, key) as client:
+                services = {s["name"]: s for s in client.list()}
+                assert set(services) == {"lost", "halted", "paused"}  # no record lost
+                for name in ("lost", "halted"):
+                    assert services[name]["status"] == "live", name
+                    assert httpx.get(services[name]["url"], timeout=5).status_code == 200
+                    # Same deployment as before the restart: nothing was redeployed as new.
+                    assert len(client.deployments(name)) == 1
+                assert services["paused"]["status"] == "stopped"
+            state = containers(scope)
+            assert "pier-" + scope + "-stray" not in state
+            deps = {dep for dep, _ in state.values()}
+            assert deps == {s["current_deployment"]["id"] for s in services.values()}
+            paused_dep = services["paused"]["current_deployment"]["id"]
+            assert all(st != "running" for dep, st in state.values() if dep == paused_dep)
+        finally:
+            server.stop()
+    finally:
+        remove_scope(scope)
+        driver.close()
