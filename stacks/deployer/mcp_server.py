@@ -110,14 +110,44 @@ def build_mcp(state: AppState) -> MCPServer:
         return await call(ctx, lambda p: state.deployer.get(p, name))
 
     @mcp.tool()
-    async def redeploy_service(ctx: Context, name: str) -> ServiceOut:
-        """Deploy the service again; the running deployment serves until the new one is healthy."""
-        return await call(ctx, lambda p: state.deployer.redeploy(p, name))
+    async def redeploy_service(
+        ctx: Context, name: str, image: str | None = None, env: dict[str, str] | None = None
+    ) -> ServiceOut:
+        """Deploy the service again, optionally with a new image and/or env; the running
+        deployment keeps serving until the new one is healthy."""
+
+        def op(p: Principal) -> ServiceOut:
+            spec = None
+            if image is not None or env is not None:
+                current = state.deployer.get(p, name).spec.model_dump()
+                changes = {k: v for k, v in (("image", image), ("env", env)) if v is not None}
+                try:
+                    spec = ServiceSpec.model_validate({**current, **changes})
+                except ValidationError as exc:
+                    raise ServiceError(422, errors_detail(exc.errors())) from exc
+            return state.deployer.redeploy(p, name, spec)
+
+        return await call(ctx, op)
 
     @mcp.tool()
     async def rollback_service(ctx: Context, name: str) -> ServiceOut:
         """Go back to the previous healthy deployment."""
         return await call(ctx, lambda p: state.deployer.rollback(p, name))
+
+    @mcp.tool()
+    async def stop_service(ctx: Context, name: str) -> ServiceOut:
+        """Stop the service's containers (kept, so start_service brings them back)."""
+        return await call(ctx, lambda p: state.deployer.stop(p, name))
+
+    @mcp.tool()
+    async def start_service(ctx: Context, name: str) -> ServiceOut:
+        """Start a stopped service and wait until it is healthy."""
+        return await call(ctx, lambda p: state.deployer.start(p, name))
+
+    @mcp.tool()
+    async def restart_service(ctx: Context, name: str) -> ServiceOut:
+        """Stop and start the service."""
+        return await call(ctx, lambda p: state.deployer.restart(p, name))
 
     @mcp.tool()
     async def delete_service(ctx: Context, name: str) -> DeleteOut:

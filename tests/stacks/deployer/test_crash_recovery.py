@@ -152,6 +152,7 @@ def test_kill9_during_deploys_loses_nothing(
     finally:
         api.stop()
     assert {"create", "redeploy", "delete"} <= set(ops_seen)
+    assert key not in (tmp_path / "api.log").read_text(), "the API key leaked into the API log"
     assert acknowledged, "no create finished before its kill: the trials never saw a live service"
 
 

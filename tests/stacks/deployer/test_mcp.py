@@ -24,6 +24,9 @@ TOOLS = {
     "delete_service",
     "service_logs",
     "service_deployments",
+    "stop_service",
+    "start_service",
+    "restart_service",
     "whoami",
 }
 
@@ -66,12 +69,24 @@ def test_tools_end_to_end(api: Api) -> None:
             err, got = await call(client, "get_service", name="web")
             assert not err and got["current_deployment"]["seq"] == 1
 
-            err, again = await call(client, "redeploy_service", name="web")
+            err, again = await call(
+                client, "redeploy_service", name="web", env={"GREETING": "mcp-v2"}
+            )
             assert not err and again["current_deployment"]["seq"] == 2
+            assert httpx.get(svc["url"]).text.strip() == "mcp-v2"
             err, back = await call(client, "rollback_service", name="web")
             assert not err and back["current_deployment"]["reason"] == "rollback"
+            assert httpx.get(svc["url"]).text.strip() == "mcp-v1"
             err, history = await call(client, "service_deployments", name="web")
             assert not err and [d["seq"] for d in history["result"]] == [3, 2, 1]
+
+            err, stopped = await call(client, "stop_service", name="web")
+            assert not err and stopped["status"] == "stopped"
+            err, started = await call(client, "start_service", name="web")
+            assert not err and started["status"] == "live"
+            err, restarted = await call(client, "restart_service", name="web")
+            assert not err and restarted["status"] == "live"
+            assert httpx.get(restarted["url"]).text.strip() == "mcp-v1"
 
             err, logs = await call(client, "service_logs", name="web", tail=5)
             assert not err and "serving on port" in logs["logs"]
@@ -89,6 +104,9 @@ def test_tool_errors(api: Api) -> None:
             for tool in (
                 "get_service",
                 "redeploy_service",
+                "stop_service",
+                "start_service",
+                "restart_service",
                 "rollback_service",
                 "delete_service",
                 "service_logs",
@@ -100,6 +118,8 @@ def test_tool_errors(api: Api) -> None:
             assert err and "image: ':latest' is refused" in text
             err, text = await call(client, "create_service", name="Web!", image=EXAMPLE)
             assert err and "name: must be a DNS label" in text
+            err, text = await call(client, "redeploy_service", name="bad", image="x:latest")
+            assert err and "service 'bad' not found" in text
             err, text = await call(client, "service_logs", name="web", tail=-1)
             assert err and "tail: must be between 0 and 10000" in text
             err, failed = await call(
@@ -108,6 +128,10 @@ def test_tool_errors(api: Api) -> None:
             assert not err and failed["status"] == "failed"
             err, text = await call(client, "rollback_service", name="bad")
             assert err and "no previous healthy deployment" in text
+            err, text = await call(client, "stop_service", name="bad")
+            assert err and "has no live deployment yet" in text
+            err, text = await call(client, "redeploy_service", name="bad", image="x:latest")
+            assert err and "image: ':latest' is refused" in text
             err, listed = await call(client, "list_services")
             assert [s["name"] for s in listed["services"]] == ["bad"]
 
