@@ -258,3 +258,13 @@ def test_default_toolchain_runs_the_installed_ansible_playbook() -> None:
     [command] = Toolchain().ansible_playbook
     result = subprocess.run([command, "--version"], capture_output=True, text=True, check=False)
     assert result.returncode == 0 and "ansible-playbook [core" in result.stdout
+
+
+def test_ctrl_c_during_a_step_still_says_how_to_resume(world: World) -> None:
+    def interrupted(env: str, on_output: Any = None) -> Any:
+        raise KeyboardInterrupt
+
+    with pytest.raises(StepFailed) as info:
+        world.run(world.tools(pulumi_up=interrupted))
+    assert str(info.value).startswith("step 2/7 (pulumi up (infra stack)) failed: interrupted")
+    assert info.value.resume.endswith("--name staging-run-3 --from-step 2")
