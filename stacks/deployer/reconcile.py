@@ -77,11 +77,19 @@ def reconcile(deployer: Deployer) -> ReconcileReport:
             if state == WorkloadState.RUNNING:
                 driver.stop(dep_id)
                 report.stopped.append(svc.name)
+            if svc.status != ServiceStatus.STOPPED:
+                # The API died between recording the stop and finishing it.
+                with session_scope(deployer.sessions) as session:
+                    row = session.get(Service, svc.id)
+                    if row is not None:
+                        row.status = ServiceStatus.STOPPED
             continue
-        if state == WorkloadState.RUNNING:
+        # Running but not reachable (its route was lost) counts as stopped: starting it again
+        # re-routes it.
+        if state == WorkloadState.RUNNING and seen is not None and seen.url is not None:
             continue
         outcome = deployer.bring_up(
-            desired_for(svc, deps[dep_id]), start=state == WorkloadState.STOPPED
+            desired_for(svc, deps[dep_id]), start=state != WorkloadState.MISSING
         )
         with session_scope(deployer.sessions) as session:
             row = session.get(Service, svc.id)

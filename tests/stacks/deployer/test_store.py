@@ -225,3 +225,24 @@ def test_replicas_sharing_postgresql_take_turns(postgres: str) -> None:
     worker.join()
     # Released with the operation: the other replica may go now.
     assert second.redeploy(ACME, "web").current_deployment.seq == 3  # type: ignore[union-attr]
+
+
+def test_reconcile_finishes_an_interrupted_stop_and_reroutes(deployer: Deployer) -> None:
+    driver = deployer.driver
+    assert isinstance(driver, MemoryDriver)
+    halted = deployer.create(ACME, spec("halted"))
+    unrouted = deployer.create(ACME, spec("unrouted"))
+    with session_scope(deployer.sessions) as s:
+        # The stop was recorded, then the API died before the runtime stopped anything.
+        s.scalars(select(Service).where(Service.name == "halted")).one().desired_state = "stopped"
+    unrouted_id = unrouted.current_deployment.id  # type: ignore[union-attr]
+    driver.workloads[unrouted_id] = replace(driver.workloads[unrouted_id], url=None)
+
+    report = reconcile(deployer)
+
+    assert report.stopped == ["halted"]
+    assert deployer.get(ACME, "halted").status == ServiceStatus.STOPPED
+    halted_id = halted.current_deployment.id  # type: ignore[union-attr]
+    assert driver.workloads[halted_id].state == "stopped"
+    assert ("start", unrouted_id) in driver.calls and report.restarted == ["unrouted"]
+    assert deployer.get(ACME, "unrouted").status == ServiceStatus.LIVE
