@@ -7,10 +7,13 @@ a node only ever appends: existing names and addresses never change.
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -226,10 +229,25 @@ def add_run_node(
     With `existing_ok`, a `name` that is already a run node is left as it is (changed=False):
     resuming an interrupted add-run-node must never add a second node.
     """
-    change, text = _edit(env, name, stacks_dir, existing_ok)
-    if text is not None:
-        _atomic_write(change.path, text)
+    with _locked(config_path(env, stacks_dir)):
+        change, text = _edit(env, name, stacks_dir, existing_ok)
+        if text is not None:
+            _atomic_write(change.path, text)
     return change
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Serialise read-modify-write of the stack configs: two operators adding nodes at once must
+    get two nodes, not one edit overwriting the other. The file itself is replaced on write (a
+    new inode), so the lock is taken on its directory, which stays put and needs no lock file.
+    """
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _check_with_infra(doc: CommentedMap, path: Path, name: str) -> None:

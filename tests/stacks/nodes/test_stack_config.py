@@ -1,4 +1,6 @@
 import difflib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -187,3 +189,21 @@ def test_real_stack_files_change_only_the_run_pool(
     cfg = load_file(copy)
     assert cfg.pools.run.count == change.count_after
     assert cfg.pools.run.node_names(env, "run")[-1] == change.name
+
+
+def test_concurrent_adds_each_get_a_node(tmp_path: Path) -> None:
+    # Separate processes, as two operators would be: neither edit may overwrite the other.
+    write_stack(tmp_path)
+    code = (
+        "import sys; from pathlib import Path; from stacks.nodes.stack_config import add_run_node;"
+        "add_run_node('staging', sys.argv[1], Path(sys.argv[2]))"
+    )
+    root = Path(__file__).resolve().parents[3]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, f"edge-{i}", str(tmp_path)], cwd=root)
+        for i in range(4)
+    ]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0, 0, 0]
+    names = node_names("staging", tmp_path)["run"]
+    assert names[:2] == ["staging-run-1", "staging-run-2"]
+    assert sorted(names[2:]) == ["edge-0", "edge-1", "edge-2", "edge-3"]
