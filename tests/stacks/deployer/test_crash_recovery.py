@@ -120,7 +120,7 @@ def test_kill9_during_deploys_loses_nothing(
     try:
         api.start()
         for trial in range(TRIALS):
-            choices = ["create", "redeploy", "redeploy", "rollback", "delete"]
+            choices = ["create", "redeploy", "redeploy", "rollback", "stop", "start", "delete"]
             op = rng.choice(choices if existing else ["create"])
             name = f"s{trial}" if op == "create" else rng.choice(existing)
             ops_seen.append(op)
@@ -136,6 +136,10 @@ def test_kill9_during_deploys_loses_nothing(
                             client.redeploy(name)
                         elif op == "rollback":
                             client.rollback(name)
+                        elif op == "stop":
+                            client.stop(name)
+                        elif op == "start":
+                            client.start(name)
                         else:
                             client.delete(name)
                             deleted.add(name)
@@ -151,7 +155,7 @@ def test_kill9_during_deploys_loses_nothing(
             existing = check_consistent(env["DATABASE_URL"], scope, acknowledged, deleted, trial)
     finally:
         api.stop()
-    assert {"create", "redeploy", "delete"} <= set(ops_seen)
+    assert {"create", "redeploy", "stop", "delete"} <= set(ops_seen)
     assert key not in (tmp_path / "api.log").read_text(), "the API key leaked into the API log"
     assert acknowledged, "no create finished before its kill: the trials never saw a live service"
 
@@ -169,6 +173,7 @@ def check_consistent(
             current = {
                 s.current_deployment_id: s for s in services if s.current_deployment_id is not None
             }
+            wanted = {d: s.desired_state for d, s in current.items()}
             current_urls = {
                 d.id: d.url
                 for d in session.scalars(select(Deployment).where(Deployment.id.in_(current)))
@@ -182,11 +187,15 @@ def check_consistent(
     missing = (acknowledged - deleted) - set(names)
     assert not missing, f"acknowledged services lost {where}: {missing}"
     assert not (deleted & set(names)), f"deleted services came back {where}"
-    assert all(s.status in {"live", "failed"} for s in services), where
+    assert all(s.status in {"live", "failed", "stopped"} for s in services), where
     containers = podman_state(scope)
     orphans = set(containers) - set(current)
     assert not orphans, f"orphaned containers {where}: {orphans}"
     for dep_id, svc in current.items():
+        if wanted[dep_id] == "stopped":
+            assert svc.status == "stopped", f"{svc.name} should be stopped {where}"
+            assert containers.get(dep_id) != "running", f"{svc.name} still running {where}"
+            continue
         assert containers.get(dep_id) == "running", f"{svc.name} not running {where}"
         url = current_urls[dep_id]
         assert url is not None and httpx.get(url, timeout=5).status_code == 200, svc.name
