@@ -35,6 +35,8 @@ def _client() -> Iterator[PierClient]:
     try:
         yield client
     except PierAPIError as exc:
+        if exc.status == 0:  # no answer at all
+            raise Exit(f"svc: {exc.detail}; is the API running (`invoke up`)?") from exc
         raise Exit(f"svc: the API answered {exc.status}: {exc.detail}") from exc
     finally:
         client.close()
@@ -75,7 +77,7 @@ def _parse_env(pairs: list[str]) -> dict[str, str]:
         "env": "NAME=value, repeatable",
         "replicas": "number of containers",
         "health_path": "HTTP path that answers 200 when the app is ready",
-        "cpu": "CPU limit in cores",
+        "cpu": "CPU limit in cores, e.g. 0.5",
         "memory_mb": "memory limit in MiB",
     },
     iterable=["env"],
@@ -88,7 +90,7 @@ def create(
     env: list[str] | None = None,
     replicas: int = 1,
     health_path: str = "/",
-    cpu: float = 0.0,
+    cpu: str = "",
     memory_mb: int = 0,
 ) -> None:
     """Create a service and wait for its first deploy."""
@@ -101,7 +103,11 @@ def create(
         "health_path": health_path,
     }
     if cpu:
-        spec["cpu"] = cpu
+        # invoke has no float flags; the API names the problem if this is out of range.
+        try:
+            spec["cpu"] = float(cpu)
+        except ValueError as exc:
+            raise Exit(f"svc: --cpu {cpu!r} must be a number of cores, e.g. 0.5") from exc
     if memory_mb:
         spec["memory_mb"] = memory_mb
     with _client() as client, console.status(f"deploying {name}..."):

@@ -64,6 +64,13 @@ def test_deploy_file_from_the_command_line(
     )
     listed = run(api_env, "svc.list")
     assert "shop" in listed.stdout and "live" in listed.stdout
+    flags = run(
+        api_env, "svc.create", "--name", "flags", "--image", EXAMPLE, "--cpu", "0.5",
+        "--memory-mb", "64", "--env", "A=1", "--env", "B=2", "--health-path", "/healthz",
+    )  # fmt: skip
+    assert flags.returncode == 0, flags.stderr
+    spec = api.client.get("flags")["spec"]
+    assert (spec["cpu"], spec["memory_mb"], spec["env"]) == (0.5, 64, {"A": "1", "B": "2"})
 
 
 def test_svc_tasks(
@@ -95,8 +102,12 @@ def test_svc_tasks(
         svc.get(c, "shop")
     assert "the API answered 404: service 'shop' not found" in str(gone.value.message)
 
-    svc.create(c, "api", EXAMPLE, env=["GREETING=cli"], health_path="/healthz")
-    assert api.client.get("api")["spec"]["env"] == {"GREETING": "cli"}
+    svc.create(c, "api", EXAMPLE, env=["GREETING=cli"], health_path="/healthz", cpu="0.5")
+    created = api.client.get("api")["spec"]
+    assert created["env"] == {"GREETING": "cli"} and created["cpu"] == 0.5
+    with pytest.raises(Exit) as bad_cpu:
+        svc.create(c, "api3", EXAMPLE, cpu="lots")
+    assert "--cpu 'lots' must be a number of cores" in str(bad_cpu.value.message)
     with pytest.raises(Exit) as bad_env:
         svc.create(c, "api2", EXAMPLE, env=["NOEQUALS"])
     assert "--env 'NOEQUALS' must look like NAME=value" in str(bad_env.value.message)
