@@ -219,12 +219,24 @@ class _Run:
     # --- the steps -------------------------------------------------------------------------
 
     def step1(self) -> str:
+        # Only the user's --name goes in: a default name is chosen again under the file lock
+        # (another operator may have taken it since), and must not materialise `names`.
+        # Only a resume may find the node already there; a fresh run refuses a duplicate.
         change = stack_config.add_run_node(
-            self.opts.env, self.name, self.opts.stacks_dir, existing_ok=True
+            self.opts.env,
+            self.opts.name,
+            self.opts.stacks_dir,
+            existing_ok=self.opts.from_step is not None,
         )
         if not change.changed:
-            return f"{self.name} already in {change.path}"
-        return f"{change.path.name}: run count {change.count_before} -> {change.count_after}"
+            return f"{change.name} already in {_show(change.path)}"
+        if change.name != self.name:
+            self.console.print(f"    [yellow]{self.name} was taken meanwhile[/yellow]")
+            self.name = change.name
+        return (
+            f"{_show(change.path)}: run count {change.count_before} -> {change.count_after}, "
+            f"new node {change.name}"
+        )
 
     def step2(self) -> str:
         def show(line: str) -> None:
@@ -359,18 +371,21 @@ def add_run_node(
         try:
             summary = fn()
         except KeyboardInterrupt as exc:
-            raise StepFailed(number, "interrupted", resume_command(opts.env, name, number)) from exc
+            raise StepFailed(
+                number, "interrupted", resume_command(opts.env, run.name, number)
+            ) from exc
         except Exception as exc:  # any failure in a step is reported as that step's failure
             cause = str(exc) or type(exc).__name__
-            raise StepFailed(number, cause, resume_command(opts.env, name, number)) from exc
+            raise StepFailed(number, cause, resume_command(opts.env, run.name, number)) from exc
         result.steps_run.append(number)
+        result.name = run.name  # step 1 may have had to pick the next free default name
         elapsed = time.monotonic() - started
         console.print(f"    [green]ok[/green] {escape(summary)} [dim]({elapsed:.1f}s)[/dim]")
     if not opts.dry_run and result.steps_run and result.steps_run[-1] == LAST_STEP:
-        host = _host_vars(run.inventory_file, name)
+        host = _host_vars(run.inventory_file, run.name)
         result.ansible_host = str(host.get("ansible_host"))
         result.public_ipv4 = host.get("pier_public_ipv4")
-        console.print(f"[bold green]{name} is a Ready run node and an LB origin[/bold green]")
+        console.print(f"[bold green]{run.name} is a Ready run node and an LB origin[/bold green]")
     elif opts.dry_run:
         console.print("[bold]Dry run: nothing was changed.[/bold]")
     return result

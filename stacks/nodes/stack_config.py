@@ -203,7 +203,9 @@ def _edit(
     count = int(run["count"])
     materialised = False
     names = run.get("names")
-    if names is None and name is not None:
+    # A --name equal to the default the node would get anyway needs no `names` list (a resumed
+    # add-run-node passes the default name it printed).
+    if names is None and name is not None and name != default_name(env, RUN_POOL, count + 1):
         names = CommentedSeq([default_name(env, RUN_POOL, i) for i in range(1, count + 1)])
         run.insert(list(run.keys()).index("count") + 1, "names", names)
         materialised = True

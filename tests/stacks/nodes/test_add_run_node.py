@@ -86,6 +86,8 @@ def test_full_run_does_all_seven_steps_in_order(world: World) -> None:
         "127.0.0.1",
     )
     assert stack_config.node_names("staging", world.stacks_dir)["run"][-1] == "staging-run-3"
+    # Without --name only the count changes: no `names` list is written out.
+    assert world.config.read_text() == STAGING.replace("count: 2   #", "count: 3   #")
     assert world.pulumi.calls == ["up"]  # outputs of `up` are reused for inventory and LB
     inventory = (world.inventory_dir / "staging.yml").read_text()
     assert "staging-run-3:" in inventory
@@ -198,6 +200,8 @@ def test_failure_names_the_step_and_resume_completes_with_one_node(
         "staging-run-2",
         "staging-run-3",
     ]
+    # The resume command names the default node, which needs no `names` list either.
+    assert world.config.read_text() == STAGING.replace("count: 2   #", "count: 3   #")
 
 
 def test_resume_from_step_1_is_idempotent(world: World) -> None:
@@ -268,3 +272,34 @@ def test_ctrl_c_during_a_step_still_says_how_to_resume(world: World) -> None:
         world.run(world.tools(pulumi_up=interrupted))
     assert str(info.value).startswith("step 2/7 (pulumi up (infra stack)) failed: interrupted")
     assert info.value.resume.endswith("--name staging-run-3 --from-step 2")
+
+
+def test_a_default_name_taken_meanwhile_moves_to_the_next(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another operator adds staging-run-3 between our checks and our edit (under the lock).
+    real_plan = stack_config.plan_run_node
+
+    def plan_then_race(env: str, name: str | None, stacks_dir: Path) -> Any:
+        planned = real_plan(env, name, stacks_dir)
+        stack_config.add_run_node(env, None, stacks_dir)
+        return planned
+
+    monkeypatch.setattr(stack_config, "plan_run_node", plan_then_race)
+    world.pulumi.overrides["staging-run-4"] = {"public_ipv4": "127.0.0.1"}
+    (world.tmp / "k").mkdir()
+    result = world.run(world.tools(kubectl=standins.kubectl(world.tmp / "k", ["staging-run-4"])))
+    assert result.name == "staging-run-4"
+    assert stack_config.node_names("staging", world.stacks_dir)["run"] == [
+        "staging-run-1",
+        "staging-run-2",
+        "staging-run-3",
+        "staging-run-4",
+    ]
+    assert "staging-run-3 was taken meanwhile" in world.output()
+
+
+def test_a_fresh_run_never_reuses_an_existing_node(world: World) -> None:
+    world.run(name="edge-a")
+    with pytest.raises(AddRunNodeError, match="--name 'edge-a' is already a node"):
+        world.run(name="edge-a")

@@ -207,3 +207,10 @@ def test_concurrent_adds_each_get_a_node(tmp_path: Path) -> None:
     names = node_names("staging", tmp_path)["run"]
     assert names[:2] == ["staging-run-1", "staging-run-2"]
     assert sorted(names[2:]) == ["edge-0", "edge-1", "edge-2", "edge-3"]
+
+
+def test_name_equal_to_the_default_does_not_list_names(tmp_path: Path) -> None:
+    path = write_stack(tmp_path)
+    change = add_run_node("staging", "staging-run-3", tmp_path)
+    assert (change.name, change.materialised_names) == ("staging-run-3", False)
+    assert path.read_text() == STAGING.replace("count: 2   #", "count: 3   #")
