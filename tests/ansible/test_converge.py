@@ -190,7 +190,9 @@ def test_k3s_agent_files(converged: Converged) -> None:
     lab, node = converged.lab, converged.node
     config = yaml.safe_load(_sh(converged, "cat /etc/rancher/k3s/config.yaml"))
     assert config["node-ip"] == str(node.ip(lab.priv))
-    assert config["flannel-iface"] == "eth0"
+    # flannel runs over the interface that holds the private IP.
+    private_iface = _sh(converged, f"ip -o -4 addr show to {node.ip(lab.priv)}").split()[1]
+    assert config["flannel-iface"] == private_iface
     assert config["node-label"] == ["pier.dev/pool=build"]
     assert config["node-taint"] == ["pier.dev/pool=build:NoSchedule"]
     assert "max-pods=800" in config["kubelet-arg"]
@@ -204,7 +206,7 @@ def test_k3s_agent_files(converged: Converged) -> None:
     unit = _sh(converged, "cat /etc/systemd/system/k3s-agent.service")
     assert "ExecStart=/usr/local/bin/k3s agent --config /etc/rancher/k3s/config.yaml" in unit
     assert _sh(converged, "systemctl is-active k3s-agent").strip() == "active"
-    assert _sh(converged, "cat /run/k3s-standin.args").split()[0] == "agent"
+    assert _sh(converged, "tail -n 1 /run/k3s-standin.log").split()[1:3] == ["start", "agent"]
     registries = yaml.safe_load(_sh(converged, "cat /etc/rancher/k3s/registries.yaml"))
     registry = f"{lab.priv.subnet.network_address + 6}:5000"
     assert registries["mirrors"][registry]["endpoint"] == [f"http://{registry}"]
@@ -231,9 +233,9 @@ def test_hardening_and_common(converged: Converged) -> None:
     assert "net.ipv4.conf.all.accept_redirects = 0" in sysctl
     assert "net.ipv4.ip_forward = 1" in sysctl
     assert "Currently failed" in _sh(converged, "fail2ban-client status sshd")
-    auto = _sh(converged, "cat /etc/apt/apt.conf.d/20auto-upgrades")
+    auto = _sh(converged, "cat /etc/apt/apt.conf.d/52pier-unattended-upgrades")
     assert 'APT::Periodic::Unattended-Upgrade "1";' in auto
-    assert "NTP=ntp1.hetzner.de" in _sh(converged, "cat /etc/systemd/timesyncd.conf.d/pier.conf")
+    assert "NTP=ntp1.hetzner.de" in _sh(converged, "cat /etc/systemd/timesyncd.conf")
 
 
 def test_wrong_k3s_checksum_fails_clearly(converged: Converged) -> None:
@@ -248,6 +250,47 @@ def test_wrong_k3s_checksum_fails_clearly(converged: Converged) -> None:
     assert (
         _sh(converged, "sha256sum /usr/local/bin/k3s").split()[0] == before == lab.artifact_sha256
     )
+
+
+def test_new_k3s_version_replaces_binary_and_restarts(converged: Converged) -> None:
+    """The binary half of upgrade-k3s.yml: a new pinned version (URL + checksum) replaces the
+    binary and restarts the unit once; the run after that changes nothing."""
+    lab = converged.lab
+    new = lab.workdir / "www" / "k3s-next"
+    new.write_text(
+        harness.STANDIN_K3S.read_text().replace(
+            'VERSION = "v1.31.4+k3s1"', 'VERSION = "v1.31.5+k3s1"'
+        )
+    )
+    pid_before = _sh(converged, "systemctl show -p MainPID --value k3s-agent").strip()
+    args = [
+        "-e",
+        "pier_agent_pool=run",
+        "-e",
+        "pier_k3s_version=v1.31.5+k3s1",
+        "-e",
+        f"pier_k3s_artifact_url={lab.artifact_url.rsplit('/', 1)[0]}/k3s-next",
+        "-e",
+        f"pier_k3s_sha256={harness.sha256(new)}",
+    ]
+    run = lab.playbook("k3s-agents.yml", *args)
+    assert run.rc == 0, run.output[-4000:]
+    assert "v1.31.5+k3s1" in _sh(converged, "k3s --version")
+    assert _sh(converged, "systemctl is-active k3s-agent").strip() == "active"
+    assert _sh(converged, "systemctl show -p MainPID --value k3s-agent").strip() != pid_before
+    again = lab.playbook("k3s-agents.yml", *args, quiet_ok=True)
+    assert again.rc == 0 and again.changed() == 0, again.output[-4000:]
+
+
+def test_node_playbooks_refuse_to_run_without_limit(converged: Converged) -> None:
+    for playbook, message in (
+        ("add-run-node.yml", "pass --limit NEW_HOST"),
+        ("remove-run-node.yml", "needs --limit HOST"),
+    ):
+        run = converged.lab.playbook(playbook)
+        assert run.rc != 0
+        assert message in run.output, run.output[-3000:]
+    assert _sh(converged, "systemctl is-active k3s-agent").strip() == "active"
 
 
 def test_firewall_persists_across_reboot(converged: Converged) -> None:
