@@ -20,7 +20,7 @@ from stacks.deployer.db import make_engine, migrate, session_factory
 from stacks.deployer.deploys import Deployer, ServiceError
 from stacks.deployer.deps import AppState
 from stacks.deployer.mcp_server import mcp_app
-from stacks.deployer.reconcile import reconcile
+from stacks.deployer.reconcile import reconcile, sweep_orphans
 from stacks.deployer.routes import services, whoami
 from stacks.deployer.runtime.base import RuntimeDriver
 from stacks.deployer.schemas import errors_detail
@@ -37,6 +37,15 @@ def make_driver(settings: Settings) -> RuntimeDriver:
         state_dir=settings.runtime_dir, scope=settings.runtime_scope
     )
     return driver
+
+
+async def _sweep_forever(deployer: Deployer, interval: float) -> None:
+    while True:
+        await anyio.sleep(interval)
+        try:
+            await anyio.to_thread.run_sync(sweep_orphans, deployer)
+        except Exception:  # a failed sweep must not take the API down; the next one retries
+            log.exception("orphan sweep failed")
 
 
 def create_app(settings: Settings | None = None, driver: RuntimeDriver | None = None) -> FastAPI:
@@ -57,8 +66,11 @@ def create_app(settings: Settings | None = None, driver: RuntimeDriver | None = 
         await anyio.to_thread.run_sync(migrate, engine)
         if settings.reconcile_on_start:
             await anyio.to_thread.run_sync(reconcile, state.deployer)
-        async with manager.run():
+        async with manager.run(), anyio.create_task_group() as tasks:
+            if settings.sweep_interval > 0:
+                tasks.start_soon(_sweep_forever, state.deployer, settings.sweep_interval)
             yield
+            tasks.cancel_scope.cancel()
         engine.dispose()
 
     app = FastAPI(

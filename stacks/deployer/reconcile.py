@@ -107,3 +107,35 @@ def reconcile(deployer: Deployer) -> ReconcileReport:
                 report.failed.append(svc.name)
     log.info("reconciled: %s", report)
     return report
+
+
+def sweep_orphans(deployer: Deployer) -> list[str]:
+    """Remove workloads that belong to no current or in-flight deployment, while the API runs.
+
+    This catches what a start-up reconciliation cannot see: a podman command that was still
+    running when the previous API process died and finished after the new one had started.
+    The runtime is observed *before* the store is read, so a deployment that becomes current in
+    between is still in the store's answer and kept.
+    """
+    observed = [o.deployment_id for o in deployer.driver.observe()]
+    if not observed:
+        return []
+    with deployer.sessions() as session:
+        keep = set(
+            session.scalars(
+                select(Service.current_deployment_id).where(
+                    Service.current_deployment_id.is_not(None)
+                )
+            )
+        )
+        keep |= set(
+            session.scalars(
+                select(Deployment.id).where(Deployment.status == DeploymentStatus.DEPLOYING)
+            )
+        )
+    removed = [dep_id for dep_id in observed if dep_id not in keep]
+    for dep_id in removed:
+        deployer.driver.remove(dep_id)
+    if removed:
+        log.info("removed orphaned workloads: %s", removed)
+    return removed

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     # Seconds a verified API key stays trusted in memory (argon2 is deliberately slow).
     key_cache_seconds: float = Field(default=60.0, ge=0, le=3600)
     reconcile_on_start: bool = True
+    # Seconds between sweeps for orphaned containers while the API runs; 0 turns them off.
+    sweep_interval: float = Field(default=60.0, ge=0, le=86400)
 
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> Settings:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -62,17 +63,7 @@ def test_restart_repairs_podman_from_the_store(images: dict[str, str], tmp_path:
             check=True,
             capture_output=True,
         )
-        subprocess.run(
-            [
-                "podman", "run", "-d", "--name", f"pier-{scope}-stray",
-                "--label", "pier.managed=true", "--label", f"pier.scope={scope}",
-                "--label", "pier.deployment=stray", "--label", "pier.service-id=stray",
-                "--label", "pier.tenant=acme", "--label", "pier.host-port=1",
-                EXAMPLE,
-            ],
-            check=True,
-            capture_output=True,
-        )  # fmt: skip
+        stray(scope, "stray")
 
         server = ThreadedServer(create_app(settings, driver)).start()
         try:
@@ -94,5 +85,45 @@ def test_restart_repairs_podman_from_the_store(images: dict[str, str], tmp_path:
         finally:
             server.stop()
     finally:
+        remove_scope(scope)
+        driver.close()
+
+
+def stray(scope: str, name: str) -> None:
+    subprocess.run(
+        [
+            "podman", "run", "-d", "--name", f"pier-{scope}-{name}",
+            "--label", "pier.managed=true", "--label", f"pier.scope={scope}",
+            "--label", f"pier.deployment={name}", "--label", f"pier.service-id={name}",
+            "--label", "pier.tenant=acme", "--label", "pier.host-port=1",
+            EXAMPLE, "sleep", "60",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+
+
+def test_running_api_sweeps_late_orphans(images: dict[str, str], tmp_path: Path) -> None:
+    """A container that appears after start-up reconciliation (a podman command of the previous,
+    killed API finishing late) is removed by the periodic sweep; live services are untouched."""
+    database_url = f"sqlite:///{tmp_path / 'store.db'}"
+    scope = f"swp{uuid.uuid4().hex[:8]}"
+    key = create_api_key(database_url, "acme", "admin")
+    settings = make_settings(database_url, scope, tmp_path / "runtime", sweep_interval=0.5)
+    driver = PodmanDriver(state_dir=tmp_path / "runtime", scope=scope)
+    server = ThreadedServer(create_app(settings, driver)).start()
+    try:
+        with PierClient(server.url, key) as client:
+            live = client.create({"name": "web", "image": EXAMPLE, "health_path": "/healthz"})
+            stray(scope, "late")
+            deadline = time.monotonic() + 20
+            while f"pier-{scope}-late" in containers(scope) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            state = containers(scope)
+            assert f"pier-{scope}-late" not in state
+            assert {dep for dep, _ in state.values()} == {live["current_deployment"]["id"]}
+            assert httpx.get(live["url"], timeout=5).status_code == 200
+    finally:
+        server.stop()
         remove_scope(scope)
         driver.close()

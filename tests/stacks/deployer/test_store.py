@@ -13,7 +13,7 @@ from stacks.deployer.bootstrap import create_api_key
 from stacks.deployer.db import make_engine, migrate, session_factory, session_scope
 from stacks.deployer.deploys import Deployer, ServiceError
 from stacks.deployer.models import ApiKey, Deployment, DeploymentStatus, Service, ServiceStatus
-from stacks.deployer.reconcile import INTERRUPTED, reconcile
+from stacks.deployer.reconcile import INTERRUPTED, reconcile, sweep_orphans
 from stacks.deployer.schemas import ServiceSpec
 from tests.stacks.deployer.conftest import new_pg_database
 from tests.stacks.deployer.fake_driver import MemoryDriver
@@ -246,3 +246,22 @@ def test_reconcile_finishes_an_interrupted_stop_and_reroutes(deployer: Deployer)
     assert driver.workloads[halted_id].state == "stopped"
     assert ("start", unrouted_id) in driver.calls and report.restarted == ["unrouted"]
     assert deployer.get(ACME, "unrouted").status == ServiceStatus.LIVE
+
+
+def test_sweep_removes_only_orphans(deployer: Deployer) -> None:
+    driver = deployer.driver
+    assert isinstance(driver, MemoryDriver)
+    live = deployer.create(ACME, spec("live"))
+    live_id = live.current_deployment.id  # type: ignore[union-attr]
+    with session_scope(deployer.sessions) as s:
+        svc = s.scalars(select(Service).where(Service.name == "live")).one()
+        inflight = Deployment(service_id=svc.id, seq=2, spec=svc.spec, reason="redeploy")
+        s.add(inflight)
+        s.flush()
+        inflight_id = inflight.id
+    driver.workloads[inflight_id] = replace(driver.workloads[live_id], deployment_id=inflight_id)
+    driver.workloads["late"] = replace(driver.workloads[live_id], deployment_id="late")
+
+    assert sweep_orphans(deployer) == ["late"]
+    assert set(driver.workloads) == {live_id, inflight_id}
+    assert sweep_orphans(deployer) == []
