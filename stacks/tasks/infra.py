@@ -15,7 +15,6 @@ from invoke.tasks import Task, task
 from rich.console import Console
 
 from stacks.infra import automation
-from stacks.infra import plan as infra_plan
 from stacks.infra.config import InfraConfigError
 
 ENV_HELP = "environment: staging, prod, or a path to a Pulumi.<env>.yaml-style config file"
@@ -31,6 +30,10 @@ def _console() -> Console:
 )
 def plan(c: Context, env: str = "staging", out: str = "") -> None:
     """Dry-run an environment under Pulumi mocks: resource tree by pool and a topology SVG."""
+    # Imported here: the provider SDKs take seconds to import, which every `invoke` call
+    # (even `invoke --list`) would pay otherwise.
+    from stacks.infra import plan as infra_plan
+
     try:
         infra_plan.plan(env, Path(out) if out else None, _console())
     except InfraConfigError as exc:
