@@ -9,6 +9,7 @@ clean host after removal.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -35,7 +36,13 @@ def cluster() -> Iterator[Cluster]:
         ctrl, run = lab.nodes
         # With the stand-in answering kubectl, the roles' wait-for-Ready steps run too.
         first = lab.playbook(
-            "site.yml", "-e", "k3s_server_wait_ready=true", "-e", "k3s_agent_wait_ready=true"
+            "site.yml",
+            "-e",
+            "k3s_server_wait_ready=true",
+            "-e",
+            "k3s_agent_wait_ready=true",
+            "-e",
+            '{"firewall_admin_sources": ["203.0.113.0/24"]}',
         )
         assert first.rc == 0, first.output[-5000:]
         yield Cluster(lab, ctrl, run)
@@ -68,6 +75,17 @@ def test_agent_joins_with_server_config(cluster: Cluster) -> None:
     asked = [rest for _, rest in _kubectl_after(cluster, 0)]
     assert any(r.startswith(f"get node {cluster.ctrl.name} ") for r in asked), asked
     assert any(r.startswith(f"get node {cluster.run.name} ") for r in asked), asked
+
+
+def test_api_port_private_and_admin_only(cluster: Cluster) -> None:
+    ruleset = testhosts.exec_in(cluster.ctrl, "nft", "list", "table", "inet", "pier_filter")
+    assert "ip saddr @admin_sources tcp dport 6443 accept" in ruleset, ruleset
+    assert "203.0.113.0/24" in ruleset
+    assert re.search(r"ip saddr @private_sources tcp dport \{[^}]*\b6443\b", ruleset), ruleset
+    # The run node is no server: its API port is not open at all.
+    assert "6443" not in testhosts.exec_in(
+        cluster.run, "nft", "list", "table", "inet", "pier_filter"
+    )
 
 
 def test_upgrade_one_node_at_a_time(cluster: Cluster) -> None:
