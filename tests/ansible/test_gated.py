@@ -58,11 +58,13 @@ def test_vswitch_vlan_comes_up() -> None:
         run = lab.playbook("base.yml", "-e", "vswitch_apply=true")
         assert run.rc == 0, run.output[-5000:]
         node = lab.nodes[0]
-        link = testhosts.exec_in(node, "ip", "-d", "link", "show", f"eth0.{harness.VLAN_ID}")
+        route = testhosts.exec_in(node, "ip", "-o", "route", "show", "default")
+        vlan = f"{route.split(' dev ')[1].split()[0]}.{harness.VLAN_ID}"
+        link = testhosts.exec_in(node, "ip", "-d", "link", "show", vlan)
         assert f"vlan protocol 802.1Q id {harness.VLAN_ID}" in link
         assert "mtu 1400" in link
         routes = testhosts.exec_in(node, "ip", "route", "show", str(lab.network_cidr))
-        assert f"dev eth0.{harness.VLAN_ID}" in routes
+        assert f"dev {vlan}" in routes
         again = lab.playbook("base.yml", "-e", "vswitch_apply=true")
         assert again.recap[node.name]["changed"] == 0, again.output[-5000:]
 
