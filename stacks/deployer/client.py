@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 
+from stacks.deployer.settings import LOCAL_DIR
+
 CONFIG_PATH = Path("~/.config/pier/client.toml")
 DEFAULT_TIMEOUT = 120.0  # a create answers only after the first deploy finished
 
@@ -27,8 +29,11 @@ class ClientConfigError(RuntimeError):
     """No API URL or key was found; the message says where to put them."""
 
 
-def load_client_config(path: Path | None = None) -> tuple[str, str]:
-    """URL and key from $PIER_API_URL/$PIER_API_KEY, else from `~/.config/pier/client.toml`."""
+def load_client_config(path: Path | None = None, local_dir: Path | None = None) -> tuple[str, str]:
+    """URL and key from $PIER_API_URL/$PIER_API_KEY, else from `~/.config/pier/client.toml`,
+    else from what `invoke up` left in `.pier/local/` (`api-url`, `api-key`; $PIER_LOCAL_DIR
+    points elsewhere)."""
+    local_dir = local_dir or Path(os.environ.get("PIER_LOCAL_DIR", str(LOCAL_DIR)))
     url = os.environ.get("PIER_API_URL", "")
     key = os.environ.get("PIER_API_KEY", "")
     file = (path or CONFIG_PATH).expanduser()
@@ -39,10 +44,15 @@ def load_client_config(path: Path | None = None) -> tuple[str, str]:
             raise ClientConfigError(f"{file}: not valid TOML ({exc})") from exc
         url = url or str(data.get("url", ""))
         key = key or str(data.get("api_key", ""))
+    if (not url or not key) and (local_dir / "api-url").is_file():
+        url = url or (local_dir / "api-url").read_text().strip()
+        if (local_dir / "api-key").is_file():
+            key = key or (local_dir / "api-key").read_text().strip()
     if not url or not key:
         raise ClientConfigError(
             "no API URL/key: set PIER_API_URL and PIER_API_KEY, or write url = ... and "
-            f"api_key = ... to {file} (create a key with `invoke svc.admin-key`)"
+            f"api_key = ... to {file} (create a key with `invoke svc.admin-key`), "
+            "or run `invoke up`"
         )
     return url, key
 

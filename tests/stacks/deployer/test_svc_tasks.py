@@ -122,6 +122,8 @@ def test_bad_file_and_missing_config(
     monkeypatch.delenv("PIER_API_URL", raising=False)
     monkeypatch.delenv("PIER_API_KEY", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
+    # Not the files a local `invoke up` on this machine may have left.
+    monkeypatch.setenv("PIER_LOCAL_DIR", str(tmp_path / "no-local"))
     file = tmp_path / "bad.toml"
     file.write_text(definition("x", image="app:latest"))
     no_config = run(dict(os.environ), "deploy", str(file))
