@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -291,6 +292,38 @@ def test_node_playbooks_refuse_to_run_without_limit(converged: Converged) -> Non
         assert run.rc != 0
         assert message in run.output, run.output[-3000:]
     assert _sh(converged, "systemctl is-active k3s-agent").strip() == "active"
+
+
+@pytest.mark.parametrize(
+    ("role", "setting", "message"),
+    [
+        (
+            "k3s_agent",
+            "pier_k3s_sha256=",
+            "the artifact's sha256 as 64 hex characters in pier_k3s_sha256",
+        ),
+        ("vswitch", "pier_vswitch_vlan=5000", "a VLAN id in 1-4094 (got '5000')"),
+        ("firewall", '{"firewall_public_tcp_ports": ["http"]}', "firewall_public_tcp_ports"),
+    ],
+)
+def test_bad_settings_stop_with_a_clear_message(
+    converged: Converged, role: str, setting: str, message: str
+) -> None:
+    lab = converged.lab
+    run = harness.run_playbook(
+        Path(__file__).parent / "playbooks" / "role.yml",
+        lab.inventory,
+        "-e",
+        f"@{lab.overrides}",
+        "-e",
+        f"pier_test_role={role}",
+        "-e",
+        setting,
+        control_dir=lab.workdir / "cp",
+    )
+    assert run.rc != 0
+    assert " ".join(message.split()) in " ".join(run.output.split()), run.output[-3000:]
+    assert run.changed() == 0
 
 
 def test_firewall_persists_across_reboot(converged: Converged) -> None:
