@@ -69,6 +69,8 @@ def test_agent_joins_with_server_config(cluster: Cluster) -> None:
     lab = cluster.lab
     server = testhosts.exec_in(cluster.ctrl, "cat", "/etc/rancher/k3s/config.yaml")
     assert "cluster-init: true" in server
+    # ctrl's group_vars reach the server's config.
+    assert "secrets-encryption: true" in server
     assert f"advertise-address: {cluster.ctrl.ip(lab.priv)}" in server
     assert testhosts.exec_in(cluster.ctrl, "systemctl", "is-active", "k3s").strip() == "active"
     # The roles asked the first server whether each node is Ready.
