@@ -17,6 +17,7 @@ import re
 import secrets
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -34,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[2]
 ANSIBLE_DIR = ROOT / "ansible"
 PLAYBOOKS = ANSIBLE_DIR / "playbooks"
 STANDIN_K3S = Path(__file__).parent / "files" / "k3s-standin"
-VENV_BIN = ROOT / ".venv" / "bin"
+# The tools of the interpreter running the tests (the venv), wherever the checkout is.
+VENV_BIN = Path(sys.executable).parent
 RECAP = re.compile(
     r"^(?P<host>\S+)\s+: ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)"
     r"\s+unreachable=(?P<unreachable>\d+)"
