@@ -7,7 +7,7 @@ Changes here must stay backward compatible within one `version`.
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -66,6 +66,9 @@ class InventoryDocument(_Frozen):
     # host:port of the internal registry on the build pool, reachable on the private network.
     registry: str
     hosts: tuple[Host, ...]
+    # Networks operators come from: the host firewall opens admin ports (the k3s API) to them,
+    # matching the Hetzner firewall in front.
+    admin_cidrs: tuple[IPv4Network | IPv6Network, ...] = ()
 
     def pool(self, pool: HostPool) -> list[Host]:
         return [h for h in self.hosts if h.pool == pool]

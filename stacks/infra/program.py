@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_network
 from typing import Any
 
 import pulumi
@@ -106,6 +107,7 @@ def inventory_document(
         ),
         k3s_api_endpoint=k3s_api_endpoint(cfg),
         registry=registry_address(cfg),
+        admin_cidrs=tuple(ip_network(c) for c in cfg.firewall.admin_cidrs),
         hosts=tuple(Host.model_validate(h) for h in hosts),
     )
     return doc.model_dump(mode="json")

@@ -122,6 +122,7 @@ def all_vars(doc: InventoryDocument) -> dict[str, Any]:
         "pier_vswitch_gateway": text(net.vswitch_gateway),
         "pier_k3s_api_endpoint": doc.k3s_api_endpoint,
         "pier_registry": doc.registry,
+        "pier_admin_cidrs": [str(c) for c in doc.admin_cidrs],
     }
 
 

@@ -99,6 +99,7 @@ def test_ansible_reads_groups_and_vars_per_contract(tmp_path: Path) -> None:
         "pier_vswitch_gateway": "10.0.128.1",
         "pier_k3s_api_endpoint": "https://10.0.1.1:6443",
         "pier_registry": "10.0.3.1:5000",
+        "pier_admin_cidrs": [],
     }
     for name in ("staging-dns", "staging-run-1"):
         assert {k: hostvars[name][k] for k in expected_all} == expected_all

@@ -39,6 +39,8 @@ def _exports(stack_file: Path) -> dict[str, Any]:
 def test_the_programs_inventory_reads_in_ansible(stack_file: Path, tmp_path: Path) -> None:
     exports = _exports(stack_file)
     doc = inventory.document_from_outputs(exports, stack_file.name)
+    admin_cidrs = list(infra_config.load_file(stack_file).firewall.admin_cidrs)
+    assert admin_cidrs, "the example stacks name admin networks"
     path = inventory.write_inventory(doc, tmp_path)
     result = subprocess.run(
         [str(Path(sys.executable).parent / "ansible-inventory"), "-i", str(path), "--list"],
@@ -55,6 +57,8 @@ def test_the_programs_inventory_reads_in_ansible(stack_file: Path, tmp_path: Pat
         assert host.name in data[host.pool]["hosts"]
         assert hostvars[host.name]["pier_private_ip"] == str(host.private_ip)
         assert hostvars[host.name]["pier_env"] == doc.env
+        # The stack's admin networks reach the host firewall (admin ports such as 6443).
+        assert hostvars[host.name]["pier_admin_cidrs"] == admin_cidrs
     robots = {h.name for h in doc.hosts if h.kind == "robot"}
     assert set(data.get("robot", {}).get("hosts", [])) == robots
     # Every run host the LB sends traffic to is reachable by Ansible at that address.
