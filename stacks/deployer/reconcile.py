@@ -19,6 +19,8 @@ from stacks.deployer.models import Deployment, DeploymentStatus, Service, Servic
 from stacks.deployer.runtime.base import WorkloadState
 
 log = logging.getLogger(__name__)
+# How long a running, routed service gets to answer on its URL before it is started afresh.
+URL_CHECK_TIMEOUT = 3.0
 INTERRUPTED = "interrupted: the API stopped before this deploy finished; redeploy to retry"
 
 
@@ -84,13 +86,23 @@ def reconcile(deployer: Deployer) -> ReconcileReport:
                     if row is not None:
                         row.status = ServiceStatus.STOPPED
             continue
-        # Running but not reachable (its route was lost) counts as stopped: starting it again
-        # re-routes it.
-        if state == WorkloadState.RUNNING and seen is not None and seen.url is not None:
+        desired = desired_for(svc, deps[dep_id])
+        # Running is not enough: its route may have been lost, emptied by a stop, or left on
+        # another deployment by a crash mid-switch, and then users get a 502. Unless its stable
+        # URL serves it right now, it counts as stopped: starting it again re-routes it and
+        # waits until the URL answers, all before the API reports ready.
+        if (
+            state == WorkloadState.RUNNING
+            and seen is not None
+            and seen.url is not None
+            and driver.answers(
+                seen.url,
+                desired.health_path,
+                timeout=min(URL_CHECK_TIMEOUT, deployer.health_timeout),
+            )
+        ):
             continue
-        outcome = deployer.bring_up(
-            desired_for(svc, deps[dep_id]), start=state != WorkloadState.MISSING
-        )
+        outcome = deployer.bring_up(desired, start=state != WorkloadState.MISSING)
         with session_scope(deployer.sessions) as session:
             row = session.get(Service, svc.id)
             live = session.get(Deployment, dep_id)

@@ -92,6 +92,14 @@ class RuntimeDriver(Protocol):
 
     def logs(self, deployment_id: str, *, tail: int) -> str: ...
 
+    def answers(self, url: str, health_path: str, *, timeout: float) -> bool:
+        """Whether the service URL answers `health_path` with a 2xx within `timeout`.
+
+        What a user of the service would get: checked through the stable URL (not the
+        workload's own port) before a deployment is reported live again after a restart.
+        """
+        ...
+
     def observe(self) -> list[Observed]:
         """Every workload this driver manages, found by its labels."""
         ...

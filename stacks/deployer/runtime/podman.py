@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from stacks.deployer.runtime import health, ports, proxy
 from stacks.deployer.runtime.base import (
@@ -157,7 +158,19 @@ class PodmanDriver:
                 logs=logs,
                 error=problem,
             )
-        self._route(labels[LABEL_SERVICE_ID], deployment_id, host_ports)
+        url = self._route(labels[LABEL_SERVICE_ID], deployment_id, host_ports)
+        # Healthy on its own ports is not yet what users see: wait until the stable URL serves
+        # it too, so "live" never comes with a 502.
+        path = labels.get(LABEL_HEALTH_PATH, "/")
+        if not self.answers(url, path, timeout=max(1.0, health_timeout)):
+            logs = self._logs_of(ids, LOG_TAIL_ON_FAILURE)
+            self.stop(deployment_id)
+            return DeployOutcome(
+                healthy=False,
+                observed=self._observed_from(deployment_id, self._containers(deployment_id)),
+                logs=logs,
+                error=f"healthy, but its service URL {url} did not answer {path}",
+            )
         return DeployOutcome(
             healthy=True,
             observed=self._observed_from(deployment_id, self._containers(deployment_id)),
@@ -177,6 +190,14 @@ class PodmanDriver:
 
     def logs(self, deployment_id: str, *, tail: int) -> str:
         return self._logs_of([c["Id"] for c in self._containers(deployment_id)], tail)
+
+    def answers(self, url: str, health_path: str, *, timeout: float) -> bool:
+        port = urlsplit(url).port
+        if port is None:
+            return False
+        path = health_path if health_path.startswith("/") else f"/{health_path}"
+        ok, _problem = health.wait_healthy(port, path, timeout=timeout)
+        return ok
 
     def observe(self) -> list[Observed]:
         by_deployment: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -424,10 +445,26 @@ class PodmanDriver:
             service_id=labels[LABEL_SERVICE_ID],
             tenant=labels[LABEL_TENANT],
             state=WorkloadState.RUNNING if running else WorkloadState.STOPPED,
-            url=f"http://127.0.0.1:{route['port']}" if route else None,
+            url=f"http://127.0.0.1:{route['port']}"
+            if route is not None and _routes_to(route, containers)
+            else None,
             host_port=int(ordered[0]["Labels"][LABEL_HOST_PORT]),
             container_ids=tuple(c["Id"] for c in ordered),
         )
+
+
+def _routes_to(route: dict[str, Any] | None, containers: list[dict[str, Any]]) -> bool:
+    """Whether the service's proxy route sends requests to exactly these containers.
+
+    A route that exists is not enough: after a stop it points nowhere, and after a crash
+    mid-switch it may point at another deployment; the service URL would answer 502 or serve the
+    wrong deployment, so such a deployment is observed as not routed (no URL).
+    """
+    if not route or not route.get("backends"):
+        return False
+    own = {int(c["Labels"][LABEL_HOST_PORT]) for c in containers}
+    deployment = containers[0]["Labels"][LABEL_DEPLOYMENT]
+    return route.get("deployment_id") == deployment and set(route["backends"]) == own
 
 
 def _missing(deployment_id: str) -> Observed:

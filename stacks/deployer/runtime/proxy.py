@@ -44,6 +44,8 @@ DEFAULT_IDLE_EXIT = 30.0
 _IDLE_CHECK_EVERY = 10.0
 # A connection that cannot reach its backend within this is answered with a 502.
 _CONNECT_TIMEOUT = 2.0
+# How often a driver waiting for a proxy to come up starts another (the lock keeps one).
+_RESPAWN_EVERY = 1.0
 # A client that opens a connection but sends no complete request head within this is dropped.
 _HEAD_TIMEOUT = 30.0
 _BAD_GATEWAY = (
@@ -331,14 +333,21 @@ def call(
             raise ProxyError("the proxy is not running") from None
     _spawn(state_dir, idle_exit)
     deadline = time.monotonic() + 10
+    respawn_at = time.monotonic() + _RESPAWN_EVERY
     delay = 0.005
     while True:
         try:
             return _send(state_dir, msg)
         except (FileNotFoundError, ConnectionRefusedError) as exc:
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 log = state_dir / LOG_NAME
                 raise ProxyError(f"the service proxy did not start; see {log}") from exc
+            if now > respawn_at:
+                # The one spawned may have found the lock still held by a proxy that was just
+                # exiting (idle) and given up; a new one takes over once that one is gone.
+                _spawn(state_dir, idle_exit)
+                respawn_at = now + _RESPAWN_EVERY
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
 

@@ -14,6 +14,7 @@ import pytest
 from stacks.deployer.bootstrap import create_api_key
 from stacks.deployer.client import PierClient
 from stacks.deployer.main import create_app
+from stacks.deployer.runtime import proxy
 from stacks.deployer.runtime.podman import PodmanDriver
 from tests.stacks.deployer.conftest import EXAMPLE, ThreadedServer, make_settings, remove_scope
 
@@ -82,6 +83,65 @@ def test_restart_repairs_podman_from_the_store(images: dict[str, str], tmp_path:
             assert deps == {s["current_deployment"]["id"] for s in services.values()}
             paused_dep = services["paused"]["current_deployment"]["id"]
             assert all(st != "running" for dep, st in state.values() if dep == paused_dep)
+        finally:
+            server.stop()
+    finally:
+        remove_scope(scope)
+        driver.close()
+
+
+def test_restart_reroutes_running_services_whose_url_does_not_serve_them(
+    images: dict[str, str], tmp_path: Path
+) -> None:
+    """A container can run while its service URL answers 502: a start cut short after `podman
+    start` but before the route was set (the stop had emptied it), or a route left on another
+    deployment by a crash mid-switch. Once the restarted API is ready, both URLs answer 200."""
+    database_url = f"sqlite:///{tmp_path / 'store.db'}"
+    scope = f"rrt{uuid.uuid4().hex[:8]}"
+    key = create_api_key(database_url, "acme", "admin")
+    settings = make_settings(database_url, scope, tmp_path / "runtime")
+    spec = {"image": EXAMPLE, "health_path": "/healthz"}
+    driver = PodmanDriver(state_dir=tmp_path / "runtime", scope=scope)
+    try:
+        server = ThreadedServer(create_app(settings, driver)).start()
+        with PierClient(server.url, key) as client:
+            cut = client.create({"name": "cut", **spec})
+            moved = client.create({"name": "moved", **spec})
+        server.stop()
+        cut_dep, moved_dep = (s["current_deployment"]["id"] for s in (cut, moved))
+        # `cut` was stopped (its route emptied), then a start op died right after `podman start`.
+        driver.stop(cut_dep)
+        subprocess.run(
+            ["podman", "start", *[n for n, (d, _) in containers(scope).items() if d == cut_dep]],
+            check=True,
+            capture_output=True,
+        )
+        port = int(moved["url"].rsplit(":", 1)[1])
+        service_ids = {o.deployment_id: o.service_id for o in driver.observe()}
+        proxy.call(
+            driver.state_dir,
+            {
+                "op": "set",
+                "service_id": service_ids[moved_dep],
+                "port": port,
+                "deployment_id": "gone",
+                "backends": [1],
+            },
+        )
+        assert httpx.get(cut["url"], timeout=5).status_code == 502
+        assert httpx.get(moved["url"], timeout=5).status_code == 502
+        assert {st for _, st in containers(scope).values()} == {"running"}
+
+        server = ThreadedServer(create_app(settings, driver)).start()
+        try:
+            # No waiting: ready means serving.
+            for name, url in (("cut", cut["url"]), ("moved", moved["url"])):
+                assert httpx.get(url, timeout=5).status_code == 200, name
+            with PierClient(server.url, key) as client:
+                services = {s["name"]: s for s in client.list()}
+            assert services["cut"]["status"] == services["moved"]["status"] == "live"
+            assert services["cut"]["current_deployment"]["id"] == cut_dep
+            assert services["moved"]["current_deployment"]["id"] == moved_dep
         finally:
             server.stop()
     finally:
