@@ -7,75 +7,28 @@ PIER_VAULT_TEST_PATH (path/key of an existing secret) are set.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.ansible import harness
+from tests.local_vault import local_vault
 
 TOKEN = "s.pier-test-vault-token"
 ROLE_ID, SECRET_ID = "pier-role", "pier-secret"
 
 
-class FakeVault(BaseHTTPRequestHandler):
-    secrets: dict[str, dict[str, str]] = {}
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        return
-
-    def _reply(self, code: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server naming
-        length = int(self.headers.get("Content-Length", "0"))
-        body = json.loads(self.rfile.read(length) or b"{}")
-        if self.path == "/v1/auth/approle/login" and body == {
-            "role_id": ROLE_ID,
-            "secret_id": SECRET_ID,
-        }:
-            self._reply(200, {"auth": {"client_token": TOKEN, "policies": ["pier"]}})
-        else:
-            self._reply(400, {"errors": ["invalid role or secret ID"]})
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
-        if self.headers.get("X-Vault-Token") != TOKEN:
-            self._reply(403, {"errors": ["permission denied"]})
-            return
-        prefix = "/v1/secret/data/"
-        path = self.path.split("?")[0]
-        if path.startswith(prefix) and path[len(prefix) :] in self.secrets:
-            data = self.secrets[path[len(prefix) :]]
-            self._reply(200, {"data": {"data": data, "metadata": {"version": 1}}})
-        else:
-            self._reply(404, {"errors": []})
-
-
 @pytest.fixture
 def vault() -> Iterator[tuple[str, str]]:
     value = f"K10{secrets.token_hex(20)}"
-    FakeVault.secrets = {"pier/test/k3s": {"token": value}}
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeVault)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", value
-    finally:
-        server.shutdown()
-        server.server_close()
+    stored = {"secret/pier/test/k3s": {"token": value}}
+    with local_vault(stored, token=TOKEN, approle=(ROLE_ID, SECRET_ID)) as server:
+        yield server.url, value
 
 
 PLAY = """

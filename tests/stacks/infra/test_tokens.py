@@ -3,12 +3,9 @@ against a real Vault), Pulumi secret config, and secrecy of every token value.""
 
 from __future__ import annotations
 
-import json
 import os
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pulumi
@@ -17,6 +14,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 from stacks.infra import config, tokens
 from stacks.infra.tokens import CLOUDFLARE_KEY, HCLOUD_KEY, TokenError
+from tests.local_vault import LocalVault, local_vault
 from tests.stacks.infra.conftest import minimal_raw
 
 VAULT_TOKEN = "s.test-" + uuid.uuid4().hex
@@ -26,46 +24,10 @@ SECRETS: dict[str, dict[str, str]] = {
 }
 
 
-class KvV2Handler(BaseHTTPRequestHandler):
-    """`GET /v1/<mount>/data/<path>` as Vault's KV v2 engine answers it."""
-
-    requests_seen: list[tuple[str, str | None]] = []
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server API
-        self.requests_seen.append((self.path, self.headers.get("X-Vault-Token")))
-        if self.headers.get("X-Vault-Token") != VAULT_TOKEN:
-            return self._reply(403, {"errors": ["permission denied"]})
-        parts = self.path.split("?")[0].removeprefix("/v1/").split("/", 2)
-        if len(parts) != 3 or parts[1] != "data":
-            return self._reply(404, {"errors": []})
-        key = f"{parts[0]}/{parts[2]}"
-        if key not in SECRETS:
-            return self._reply(404, {"errors": []})
-        meta = {"version": 1, "deletion_time": "", "destroyed": False}
-        return self._reply(200, {"data": {"data": SECRETS[key], "metadata": meta}})
-
-    def _reply(self, code: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def vault() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), KvV2Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+def vault() -> Iterator[LocalVault]:
+    with local_vault(SECRETS, token=VAULT_TOKEN) as server:
+        yield server
 
 
 def _is_secret(out: pulumi.Output[str]) -> bool:
@@ -80,28 +42,28 @@ def _cfg() -> config.InfraConfig:
     return config.validate(minimal_raw())
 
 
-def test_vault_tokens_are_read_and_secret(vault: str) -> None:
-    got = tokens.load(_cfg(), {"VAULT_ADDR": vault, "VAULT_TOKEN": VAULT_TOKEN})
+def test_vault_tokens_are_read_and_secret(vault: LocalVault) -> None:
+    got = tokens.load(_cfg(), {"VAULT_ADDR": vault.url, "VAULT_TOKEN": VAULT_TOKEN})
     assert got.source == "vault:secret/pier/mini/providers"
     assert _value(got.hcloud) == "hc-123" and _value(got.cloudflare) == "cf-456"
     assert _is_secret(got.hcloud) and _is_secret(got.cloudflare)
-    assert ("/v1/secret/data/pier/mini/providers", VAULT_TOKEN) in KvV2Handler.requests_seen
+    assert ("/v1/secret/data/pier/mini/providers", VAULT_TOKEN) in vault.reads
 
 
-def test_vault_path_and_mount_come_from_config(vault: str) -> None:
+def test_vault_path_and_mount_come_from_config(vault: LocalVault) -> None:
     raw = minimal_raw()
     raw["vault"] = {"mount": "kv", "path": "half"}
     with pytest.raises(TokenError, match="kv/half has no 'cloudflare_api_token' key"):
-        tokens.load(config.validate(raw), {"VAULT_ADDR": vault, "VAULT_TOKEN": VAULT_TOKEN})
+        tokens.load(config.validate(raw), {"VAULT_ADDR": vault.url, "VAULT_TOKEN": VAULT_TOKEN})
 
 
-def test_vault_refusal_and_missing_secret_say_what_to_do(vault: str) -> None:
+def test_vault_refusal_and_missing_secret_say_what_to_do(vault: LocalVault) -> None:
     with pytest.raises(TokenError, match="refused .* check VAULT_TOKEN"):
-        tokens.load(_cfg(), {"VAULT_ADDR": vault, "VAULT_TOKEN": "wrong"})
+        tokens.load(_cfg(), {"VAULT_ADDR": vault.url, "VAULT_TOKEN": "wrong"})
     raw = minimal_raw()
     raw["vault"] = {"path": "nowhere"}
     with pytest.raises(TokenError, match="no secret at .*secret/nowhere: write it"):
-        tokens.load(config.validate(raw), {"VAULT_ADDR": vault, "VAULT_TOKEN": VAULT_TOKEN})
+        tokens.load(config.validate(raw), {"VAULT_ADDR": vault.url, "VAULT_TOKEN": VAULT_TOKEN})
 
 
 def test_vault_without_token_or_unreachable() -> None:
