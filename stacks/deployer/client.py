@@ -100,8 +100,25 @@ class PierClient:
         result: dict[str, Any] = self._call("POST", "/v1/services", json=spec)
         return result
 
-    def list(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._call("GET", "/v1/services")["services"]
+    def list(self, *, page_size: int | None = None) -> list[dict[str, Any]]:
+        """Every service of the tenant, following the API's pages to the end."""
+        services: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            page = self.list_page(limit=page_size, cursor=cursor)
+            services += page["services"]
+            cursor = page.get("next_cursor")
+            if cursor is None:
+                return services
+
+    def list_page(self, *, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
+        """One page: {"services": [...], "next_cursor": name or None}."""
+        params: dict[str, Any] = {}
+        if limit is not None:
+            params["limit"] = limit
+        if cursor is not None:
+            params["cursor"] = cursor
+        result: dict[str, Any] = self._call("GET", "/v1/services", params=params)
         return result
 
     def get(self, name: str) -> dict[str, Any]:

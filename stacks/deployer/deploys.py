@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -36,9 +37,13 @@ from stacks.deployer.runtime.base import (
     WorkloadState,
 )
 from stacks.deployer.schemas import (
+    DEFAULT_PAGE,
+    DNS_LABEL,
+    MAX_PAGE,
     DeleteOut,
     DeploymentOut,
     LogsOut,
+    ServiceList,
     ServiceOut,
     ServiceSpec,
 )
@@ -59,6 +64,17 @@ class ServiceError(Exception):
 def not_found(name: str) -> ServiceError:
     # Another tenant's service answers exactly like a missing one, so names do not leak.
     return ServiceError(404, f"service {name!r} not found")
+
+
+def check_page(limit: int, cursor: str | None) -> None:
+    """Refuse a bad page request with one message naming what is wrong (REST checks the same
+    in its query schema; MCP and in-process callers land here)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise ServiceError(422, f"limit must be a whole number from 1 to {MAX_PAGE}, got {limit!r}")
+    if cursor is not None and not re.fullmatch(DNS_LABEL, cursor):
+        raise ServiceError(
+            422, f"cursor must be a service name (a next_cursor from a page), got {cursor[:70]!r}"
+        )
 
 
 def desired_for(service: Service, deployment: Deployment) -> DesiredDeployment:
@@ -236,14 +252,37 @@ class Deployer:
             return self._view(session, [self._load(session, principal, name)])[0]
 
     def list_all(self, principal: Principal) -> list[ServiceOut]:
+        """Every service of the tenant, by name (in-process callers; the API pages)."""
+        services: list[ServiceOut] = []
+        cursor: str | None = None
+        while True:
+            page = self.list_page(principal, limit=MAX_PAGE, cursor=cursor)
+            services += page.services
+            if page.next_cursor is None:
+                return services
+            cursor = page.next_cursor
+
+    def list_page(
+        self, principal: Principal, *, limit: int = DEFAULT_PAGE, cursor: str | None = None
+    ) -> ServiceList:
+        """Up to `limit` services by name, after the service named `cursor` (keyset paging:
+        a page costs the same on page 1 and page 100, and creates/deletes between pages never
+        make one skip or repeat a service)."""
+        check_page(limit, cursor)
         with self.sessions() as session:
             table = Service.__table__
-            rows = session.execute(
-                select(table)
-                .where(table.c.tenant == principal.tenant, table.c.status != ServiceStatus.DELETING)
-                .order_by(table.c.name)
-            ).all()
-            return self._view(session, rows)
+            query = select(table).where(
+                table.c.tenant == principal.tenant, table.c.status != ServiceStatus.DELETING
+            )
+            if cursor is not None:
+                query = query.where(table.c.name > cursor)
+            # One row more than asked says whether another page follows.
+            rows = session.execute(query.order_by(table.c.name).limit(limit + 1)).all()
+            more = len(rows) > limit
+            rows = rows[:limit]
+            return ServiceList(
+                services=self._view(session, rows), next_cursor=rows[-1].name if more else None
+            )
 
     def deployments(self, principal: Principal, name: str) -> list[DeploymentOut]:
         with self.sessions() as session:

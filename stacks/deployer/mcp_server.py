@@ -23,6 +23,7 @@ from stacks.deployer.auth import Principal
 from stacks.deployer.deploys import ServiceError
 from stacks.deployer.deps import UNAUTHORIZED, AppState, authenticate
 from stacks.deployer.schemas import (
+    DEFAULT_PAGE,
     DeleteOut,
     DeploymentOut,
     LogsOut,
@@ -100,9 +101,12 @@ def build_mcp(state: AppState) -> MCPServer:
         return await call(ctx, lambda p: state.deployer.create(p, spec))
 
     @mcp.tool()
-    async def list_services(ctx: Context) -> ServiceList:
-        """Every service of this tenant with its status and URL."""
-        return await call(ctx, lambda p: ServiceList(services=state.deployer.list_all(p)))
+    async def list_services(
+        ctx: Context, limit: int = DEFAULT_PAGE, cursor: str | None = None
+    ) -> ServiceList:
+        """This tenant's services (status, URL) by name, `limit` (1-500) per page; pass the
+        page's `next_cursor` as `cursor` for the next one (null on the last page)."""
+        return await call(ctx, lambda p: state.deployer.list_page(p, limit=limit, cursor=cursor))
 
     @mcp.tool()
     async def get_service(ctx: Context, name: str) -> ServiceOut:

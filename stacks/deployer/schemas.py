@@ -170,8 +170,17 @@ class ServiceOut(BaseModel):
     updated_at: datetime
 
 
+# Listing is paged: one page is cheap however many services a tenant has.
+DEFAULT_PAGE = 100
+MAX_PAGE = 500
+
+
 class ServiceList(BaseModel):
     services: list[ServiceOut]
+    next_cursor: str | None = Field(
+        default=None,
+        description="pass as `cursor` for the next page; null on the last page",
+    )
 
 
 class DeploymentList(BaseModel):

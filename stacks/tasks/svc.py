@@ -115,11 +115,28 @@ def create(
     _show(result)
 
 
-@task(name="list")
-def list_(c: Context) -> None:
-    """List this tenant's services."""
+@task(
+    name="list",
+    help={
+        "limit": "show one page of at most this many services (1-500) instead of all",
+        "cursor": "start after this service name (the `next` a page printed)",
+    },
+)
+def list_(c: Context, limit: str = "", cursor: str = "") -> None:
+    """List this tenant's services (all of them, or one page with --limit/--cursor)."""
+    next_cursor: str | None = None
+    page_size: int | None = None
+    if limit:
+        try:
+            page_size = int(limit)
+        except ValueError as exc:
+            raise Exit(f"svc: --limit {limit!r} must be a whole number from 1 to 500") from exc
     with _client() as client:
-        services = client.list()
+        if page_size is None and not cursor:
+            services = client.list()
+        else:
+            page = client.list_page(limit=page_size, cursor=cursor or None)
+            services, next_cursor = page["services"], page.get("next_cursor")
     table = Table("name", "status", "image", "url", "deployment")
     for s in services:
         current = s.get("current_deployment") or {}
@@ -127,6 +144,9 @@ def list_(c: Context) -> None:
             s["name"], s["status"], s["image"], s.get("url") or "-", str(current.get("seq", "-"))
         )
     console.print(table)
+    if next_cursor is not None:
+        more = f" --limit {page_size}" if page_size else ""
+        console.print(f"more: invoke svc.list{more} --cursor {next_cursor}")
 
 
 @task(help={"name": "service name"})

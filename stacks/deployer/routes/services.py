@@ -8,7 +8,9 @@ from fastapi import APIRouter, Body, Path, Query, Response
 
 from stacks.deployer.deps import DeployerDep, PrincipalDep
 from stacks.deployer.schemas import (
+    DEFAULT_PAGE,
     DNS_LABEL,
+    MAX_PAGE,
     DeleteOut,
     DeploymentList,
     ErrorOut,
@@ -35,10 +37,25 @@ def create_service(spec: ServiceSpec, principal: PrincipalDep, deployer: Deploye
 
 
 @router.get("", response_model=ServiceList)
-def list_services(principal: PrincipalDep, deployer: DeployerDep) -> Response:
+def list_services(
+    principal: PrincipalDep,
+    deployer: DeployerDep,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_PAGE, description="services per page (by name)")
+    ] = DEFAULT_PAGE,
+    cursor: Annotated[
+        str | None,
+        Query(
+            pattern=DNS_LABEL,
+            max_length=63,
+            description="`next_cursor` of the previous page; omit for the first page",
+        ),
+    ] = None,
+) -> Response:
+    """This tenant's services by name, one page at a time: follow `next_cursor` until null."""
     # Serialised once here: FastAPI's own path dumps and re-validates every item first, which
     # made listing 1,000 services several times slower.
-    body = ServiceList(services=deployer.list_all(principal)).model_dump_json()
+    body = deployer.list_page(principal, limit=limit, cursor=cursor).model_dump_json()
     return Response(content=body, media_type="application/json")
 
 
