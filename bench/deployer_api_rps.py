@@ -5,7 +5,11 @@ tenant. The API runs as in production (uvicorn, one worker) with the real podman
 empty scope and reconciliation off: get and list read only the store, so no containers are
 needed. /healthz (no auth, no store) is measured in the same run as the floor of the stack.
 
-    .venv/bin/python bench/deployer_api_rps.py [--seconds 10] [--concurrency 16]
+    .venv/bin/python bench/deployer_api_rps.py [--seconds 10] [--concurrency 16] [--baseline DIR]
+
+Listing is paged (100 by default, at most 500): the rows show the first page, a page anywhere
+in the list, and the biggest page. `--baseline DIR` also serves the same store from an older
+source tree (before paging) and measures its unpaged list in the same run.
 """
 
 from __future__ import annotations
@@ -106,17 +110,35 @@ async def measure(
     return len(latencies) / elapsed, statistics.median(latencies) * 1e3, p99 * 1e3, errors
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--concurrency", type=int, default=16)
-    args = parser.parse_args()
+def start_api(tree: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """The API of source tree `tree` (this checkout, or an older commit's) on a free port."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", "stacks.deployer.main:create_app"]
+    cmd += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
+    api = subprocess.Popen(cmd, cwd=tree, env={**env, "PYTHONPATH": str(tree)})
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(f"{url}/healthz").status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    return api, url
 
+
+def row(label: str, api: subprocess.Popen[bytes], rps_args: tuple[str, str, list[str]]) -> None:
+    url, key, paths = rps_args
+    cpu_before = cpu_seconds(api.pid)
+    rps, p50, p99, errors = asyncio.run(measure(url, key, paths, ARGS.seconds, ARGS.concurrency))
+    cpu_ms = (cpu_seconds(api.pid) - cpu_before) * 1e3 / (rps * ARGS.seconds)
+    print(f"| {label} | {rps:.0f} | {p50:.1f} | {p99:.1f} | {cpu_ms:.1f} | {errors} |", flush=True)
+
+
+def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pier-bench-") as tmp:
         database_url = f"sqlite:///{tmp}/store.db"
         key = create_api_key(database_url, "bench", "bench")
         seed(database_url, "bench")
-        port = free_port()
         env = {
             **os.environ,
             "DATABASE_URL": database_url,
@@ -124,40 +146,53 @@ def main() -> None:
             "PIER_RUNTIME_DIR": f"{tmp}/runtime",
             "PIER_RECONCILE_ON_START": "false",
         }
-        cmd = [sys.executable, "-m", "uvicorn", "--factory", "stacks.deployer.main:create_app"]
-        cmd += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
-        api = subprocess.Popen(cmd, cwd=ROOT, env=env)
-        url = f"http://127.0.0.1:{port}"
+        auth = {"Authorization": f"Bearer {key}"}
+        api, url = start_api(ROOT, env)
         try:
-            for _ in range(200):
-                try:
-                    if httpx.get(f"{url}/healthz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
-            listing = httpx.get(f"{url}/v1/services", headers={"Authorization": f"Bearer {key}"})
-            assert len(listing.json()["services"]) == SERVICES
+            first = httpx.get(f"{url}/v1/services", headers=auth).json()
+            assert len(first["services"]) == 100 and first["next_cursor"] == "svc-0099"
+            biggest = httpx.get(f"{url}/v1/services?limit=500", headers=auth)
             names = [f"/v1/services/svc-{i:04d}" for i in range(SERVICES)]
+            # Pages of 100 starting anywhere in the list: keyset paging costs the same deep in.
+            pages = [f"/v1/services?cursor=svc-{i:04d}" for i in range(0, SERVICES - 100, 7)]
             print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}")
             print(f"load average at start: {os.getloadavg()[0]:.1f}")
-            print(f"{SERVICES} services, SQLite, 1 uvicorn worker, {args.concurrency} clients")
-            print(f"list response: {len(listing.content) / 1024:.0f} KiB")
+            print(f"{SERVICES} services, SQLite, 1 uvicorn worker, {ARGS.concurrency} clients")
+            print(f"page of 500: {len(biggest.content) / 1024:.0f} KiB")
             print("| request | req/s | p50 ms | p99 ms | API CPU ms/request | errors |")
             print("|---|---|---|---|---|---|")
-            for label, paths in (
-                ("GET /healthz (floor)", ["/healthz"]),
-                ("GET /v1/services/{name}", names),
-                ("GET /v1/services (1,000)", ["/v1/services"]),
-            ):
-                cpu_before = cpu_seconds(api.pid)
-                rps, p50, p99, errors = asyncio.run(
-                    measure(url, key, paths, args.seconds, args.concurrency)
-                )
-                cpu_ms = (cpu_seconds(api.pid) - cpu_before) * 1e3 / (rps * args.seconds)
-                print(f"| {label} | {rps:.0f} | {p50:.1f} | {p99:.1f} | {cpu_ms:.1f} | {errors} |")
+            row("GET /healthz (floor)", api, (url, key, ["/healthz"]))
+            row("GET /v1/services/{name}", api, (url, key, names))
+            row("GET /v1/services (first page, 100)", api, (url, key, ["/v1/services"]))
+            row("GET /v1/services?cursor=... (any page, 100)", api, (url, key, pages))
+            row("GET /v1/services?limit=500", api, (url, key, ["/v1/services?limit=500"]))
         finally:
             api.terminate()
             api.wait(timeout=10)
+        if ARGS.baseline is not None:
+            # The same store served by the older tree, measured in this same run.
+            old, old_url = start_api(ARGS.baseline.resolve(), env)
+            try:
+                listing = httpx.get(f"{old_url}/v1/services", headers=auth)
+                size = len(listing.content) / 1024
+                label = f"before: GET /v1/services (all {SERVICES}, {size:.0f} KiB, unpaged)"
+                row(label, old, (old_url, key, ["/v1/services"]))
+            finally:
+                old.terminate()
+                old.wait(timeout=10)
+
+
+_parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+_parser.add_argument("--seconds", type=float, default=10.0)
+_parser.add_argument("--concurrency", type=int, default=16)
+_parser.add_argument(
+    "--baseline",
+    type=Path,
+    default=None,
+    help="also measure the unpaged list of an older source tree "
+    "(e.g. `git archive 9b150ac stacks | tar -x -C /tmp/old`) on the same store",
+)
+ARGS = _parser.parse_args() if __name__ == "__main__" else _parser.parse_args([])
 
 
 if __name__ == "__main__":
