@@ -4,6 +4,7 @@ Measures, in one run on this machine:
   1. a fresh converge of one run node (Robot kind, so the vSwitch role runs too),
   2. the idempotent re-run of that host (target: < 20 s and changed=0),
   3. a fresh converge of 4 such hosts at once (target: < 1.5x the single host).
+ANSIBLE_STRATEGY=linear measures plain Ansible (no Mitogen) for comparison.
 Next to wall time it reports the CPU time spent (ansible-playbook and its workers, plus the test
 hosts' containers): on a small shared machine, converging N hosts at once is bounded by CPU.
 Prints a markdown section for docs/benchmarks.md.
@@ -76,7 +77,8 @@ def main() -> None:
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
         f"{platform.release()}, shared with other jobs (load average column: 1-minute load "
         f"after the run). Hosts: systemd-in-podman test hosts ({', '.join(NODE_GROUPS)} groups, "
-        "packages preinstalled in the image), site.yml over SSH with pipelining. CPU = "
+        "packages preinstalled in the image), site.yml over SSH, strategy "
+        f"{os.environ.get('ANSIBLE_STRATEGY', 'mitogen_linear (ansible.cfg)')}. CPU = "
         "ansible-playbook and its workers + the hosts' containers."
     )
     print()
