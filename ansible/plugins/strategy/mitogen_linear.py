@@ -18,7 +18,7 @@ except ImportError as exc:  # the venv lacks mitogen: say how to fix it, not a t
     raise AnsibleError(
         "ansible.cfg uses the mitogen_linear strategy but the `mitogen` package is not "
         "installed in this Python: run `pip install -e .` (it is a pier dependency), or run "
-        f"with ANSIBLE_STRATEGY=linear ({exc})"
+        "with ANSIBLE_STRATEGY=linear"
     ) from exc
 
 __all__ = ["StrategyModule"]
