@@ -16,7 +16,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import Task, task
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from stacks.deployer.bootstrap import create_api_key
 from stacks.deployer.client import ClientConfigError, PierAPIError, PierClient
@@ -27,7 +27,13 @@ console = Console()
 
 
 @contextmanager
-def _client() -> Iterator[PierClient]:
+def _client(name: str | None = None) -> Iterator[PierClient]:
+    if name is not None and name.startswith("-"):
+        # invoke hands a missing positional NAME the next token, even `--help`.
+        raise Exit(
+            f"svc: {name!r} is not a service name: give the NAME first, e.g. "
+            "`invoke svc.get example`; `invoke --help svc.get` shows a task's options"
+        )
     try:
         client = PierClient.from_config()
     except ClientConfigError as exc:
@@ -54,7 +60,7 @@ def _show(service: dict[str, Any]) -> None:
 
 
 def _action(name: str, what: str, call: Callable[[PierClient, str], dict[str, Any]]) -> None:
-    with _client() as client, console.status(f"{what} {name}..."):
+    with _client(name) as client, console.status(f"{what} {name}..."):
         result = call(client, name)
     _show(result)
 
@@ -137,7 +143,15 @@ def list_(c: Context, limit: str = "", cursor: str = "") -> None:
         else:
             page = client.list_page(limit=page_size, cursor=cursor or None)
             services, next_cursor = page["services"], page.get("next_cursor")
-    table = Table("name", "status", "image", "url", "deployment")
+    urls = [s.get("url") or "-" for s in services]
+    # URLs and names are copied from here: never cut them; a long image name folds instead.
+    table = Table(
+        Column("name", no_wrap=True),
+        "status",
+        Column("image", overflow="fold"),
+        Column("url", no_wrap=True, min_width=max(map(len, urls), default=3)),
+        "deployment",
+    )
     for s in services:
         current = s.get("current_deployment") or {}
         table.add_row(
@@ -152,14 +166,14 @@ def list_(c: Context, limit: str = "", cursor: str = "") -> None:
 @task(help={"name": "service name"})
 def get(c: Context, name: str) -> None:
     """Show one service as JSON (status, URL, current and previous deployment)."""
-    with _client() as client:
+    with _client(name) as client:
         console.print_json(json.dumps(client.get(name)))
 
 
 @task(help={"name": "service name", "tail": "number of lines"})
 def logs(c: Context, name: str, tail: int = 100) -> None:
     """Print the last lines of a service's output."""
-    with _client() as client:
+    with _client(name) as client:
         console.print(client.logs(name, tail), markup=False, highlight=False)
 
 
@@ -196,7 +210,7 @@ def restart(c: Context, name: str) -> None:
 @task(help={"name": "service name"})
 def delete(c: Context, name: str) -> None:
     """Delete a service and its containers."""
-    with _client() as client:
+    with _client(name) as client:
         client.delete(name)
     console.print(f"deleted {name}")
 

@@ -6,6 +6,7 @@ the task objects in-process (the same code, without paying invoke's start-up eac
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 from invoke.context import Context
 from invoke.exceptions import Exit
+from rich.console import Console
 
 from stacks.deployer.client import PierClient
 from stacks.tasks import svc
@@ -74,7 +76,11 @@ def test_deploy_file_from_the_command_line(
 
 
 def test_svc_tasks(
-    api: Api, api_env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    api: Api,
+    api_env: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     c = Context()
     file = tmp_path / "shop.toml"
@@ -95,8 +101,13 @@ def test_svc_tasks(
     assert "shop live" in capsys.readouterr().out
     svc.get(c, "shop")
     assert '"name": "shop"' in capsys.readouterr().out
+    narrow = Console(width=60, file=io.StringIO())
+    wide = svc.console
+    monkeypatch.setattr(svc, "console", narrow)
     svc.list_(c)
-    assert "shop" in capsys.readouterr().out
+    monkeypatch.setattr(svc, "console", wide)
+    # The URL is printed whole, even in a narrow table: people copy it from here.
+    assert api.client.get("shop")["url"] in narrow.file.getvalue()  # type: ignore[attr-defined]
     svc.delete(c, "shop")
     with pytest.raises(Exit) as gone:
         svc.get(c, "shop")
@@ -147,3 +158,15 @@ def test_admin_key(api: Api, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(Exit) as bad:
         svc.admin_key(Context(), tenant="Bad!", database_url=api.database_url)
     assert "must be a DNS label" in str(bad.value.message)
+
+
+def test_a_flag_in_place_of_the_name_never_reaches_the_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `invoke svc.get --help` hands "--help" to the NAME positional; nothing is listening here,
+    # so an attempt to call the API would fail differently.
+    monkeypatch.setenv("PIER_API_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("PIER_API_KEY", "pier_x_y")
+    for verb in (svc.get, svc.delete, svc.stop):
+        with pytest.raises(Exit) as refused:
+            verb(Context(), "--help")
+        assert "'--help' is not a service name" in str(refused.value.message)
+        assert "invoke --help svc.get" in str(refused.value.message)
