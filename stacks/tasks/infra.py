@@ -17,6 +17,8 @@ from rich.console import Console
 from stacks.infra import automation
 from stacks.infra.config import InfraConfigError
 
+# What a stack operation reports as one sentence: no CLI, a failed CLI run, or a bad config file.
+STACK_ERRORS = (automation.PulumiNotAvailable, automation.PulumiFailed, InfraConfigError)
 ENV_HELP = "environment: staging, prod, or a path to a Pulumi.<env>.yaml-style config file"
 
 
@@ -47,7 +49,7 @@ def drift(c: Context, env: str = "staging") -> None:
     try:
         with console.status(f"pulumi preview --expect-no-changes ({env})"):
             clean = automation.preview(env, expect_no_changes=True)
-    except (automation.PulumiNotAvailable, automation.PulumiFailed, InfraConfigError) as exc:
+    except STACK_ERRORS as exc:
         raise Exit(f"drift: {exc}") from exc
     if not clean:
         raise Exit(
@@ -67,7 +69,7 @@ def up(c: Context, env: str = "staging") -> None:
     console = _console()
     try:
         outs = automation.up(env, on_output=_stream(console))
-    except (automation.PulumiNotAvailable, automation.PulumiFailed, InfraConfigError) as exc:
+    except STACK_ERRORS as exc:
         raise Exit(f"infra.up: {exc}") from exc
     console.print(f"infra.up: {env} done, {len(outs)} outputs (`invoke infra.outputs --env {env}`)")
 
@@ -78,7 +80,7 @@ def preview(c: Context, env: str = "staging") -> None:
     console = _console()
     try:
         clean = automation.preview(env, on_output=_stream(console))
-    except (automation.PulumiNotAvailable, automation.PulumiFailed, InfraConfigError) as exc:
+    except STACK_ERRORS as exc:
         raise Exit(f"infra.preview: {exc}") from exc
     console.print(f"infra.preview: {env} {'has no changes' if clean else 'has changes (above)'}")
 
@@ -89,7 +91,7 @@ def outputs(c: Context, env: str = "staging") -> None:
     try:
         values = automation.outputs(env)
         hidden = automation.secret_keys(env)
-    except (automation.PulumiNotAvailable, automation.PulumiFailed, InfraConfigError) as exc:
+    except STACK_ERRORS as exc:
         raise Exit(f"infra.outputs: {exc}") from exc
     shown = {k: ("[secret]" if k in hidden else v) for k, v in values.items()}
     print(json.dumps(shown, indent=2, sort_keys=True))  # noqa: T201 - the task's output
