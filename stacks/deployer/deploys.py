@@ -31,7 +31,6 @@ from stacks.deployer.models import (
 from stacks.deployer.runtime.base import (
     DeployOutcome,
     DesiredDeployment,
-    Observed,
     Route,
     RuntimeDriver,
     WorkloadState,
@@ -151,21 +150,6 @@ def service_out(svc: ServiceRow, deps: Mapping[str, DeploymentRow]) -> ServiceOu
         previous_deployment=deployment_out(previous) if previous else None,
         created_at=svc.created_at,
         updated_at=svc.updated_at,
-    )
-
-
-def _failed_outcome(desired: DesiredDeployment, error: str) -> DeployOutcome:
-    return DeployOutcome(
-        healthy=False,
-        observed=Observed(
-            deployment_id=desired.deployment_id,
-            service_id=desired.service_id,
-            tenant=desired.tenant,
-            state=WorkloadState.MISSING,
-            url=None,
-            host_port=None,
-        ),
-        error=error,
     )
 
 
@@ -459,7 +443,7 @@ class Deployer:
             return self.driver.deploy(desired, health_timeout=self.health_timeout)
         except Exception as exc:
             log.exception("runtime failed to bring up %s", desired.deployment_id)
-            return _failed_outcome(desired, f"runtime error: {exc}")
+            return DeployOutcome.failed(desired, f"runtime error: {exc}")
 
     def _new_deployment(
         self, session: Session, svc: Service, spec: dict[str, Any], reason: str
@@ -492,7 +476,7 @@ class Deployer:
             outcome = self.driver.deploy(desired, health_timeout=self.health_timeout)
         except Exception as exc:
             log.exception("runtime failed to deploy %s", deployment_id)
-            outcome = _failed_outcome(desired, f"runtime error: {exc}")
+            outcome = DeployOutcome.failed(desired, f"runtime error: {exc}")
         old: str | None = None
         with session_scope(self.sessions) as session:
             svc = session.get(Service, service_id)

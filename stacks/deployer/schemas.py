@@ -173,6 +173,8 @@ class ServiceOut(BaseModel):
 # Listing is paged: one page is cheap however many services a tenant has.
 DEFAULT_PAGE = 100
 MAX_PAGE = 500
+# Lines a logs request may ask for, on REST and MCP alike.
+MAX_LOG_TAIL = 10000
 
 
 class ServiceList(BaseModel):

@@ -10,6 +10,7 @@ from stacks.deployer.deps import DeployerDep, PrincipalDep
 from stacks.deployer.schemas import (
     DEFAULT_PAGE,
     DNS_LABEL,
+    MAX_LOG_TAIL,
     MAX_PAGE,
     DeleteOut,
     DeploymentList,
@@ -77,7 +78,7 @@ def service_logs(
     name: NameParam,
     principal: PrincipalDep,
     deployer: DeployerDep,
-    tail: Annotated[int, Query(ge=0, le=10000, description="last N lines")] = 100,
+    tail: Annotated[int, Query(ge=0, le=MAX_LOG_TAIL, description="last N lines")] = 100,
 ) -> LogsOut:
     return deployer.logs(principal, name, tail)
 

@@ -73,6 +73,19 @@ class DeployOutcome:
     logs: str = ""
     error: str = ""
 
+    @classmethod
+    def failed(cls, desired: DesiredDeployment, error: str, logs: str = "") -> DeployOutcome:
+        """The outcome of a deploy that left nothing running."""
+        observed = Observed(
+            deployment_id=desired.deployment_id,
+            service_id=desired.service_id,
+            tenant=desired.tenant,
+            state=WorkloadState.MISSING,
+            url=None,
+            host_port=None,
+        )
+        return cls(healthy=False, observed=observed, logs=logs, error=error)
+
 
 class RuntimeDriver(Protocol):
     def deploy(self, desired: DesiredDeployment, *, health_timeout: float) -> DeployOutcome:

@@ -99,18 +99,18 @@ class PodmanDriver:
         except PodmanError as exc:
             logs = self._logs_of(ids, LOG_TAIL_ON_FAILURE)
             self._remove_containers(ids)
-            return self._failed(desired.deployment_id, desired, str(exc), logs)
+            return DeployOutcome.failed(desired, str(exc), logs)
         ok, problem = self._wait_all(ids, host_ports, desired.health_path, health_timeout)
         if not ok:
             logs = self._logs_of(ids, LOG_TAIL_ON_FAILURE)
             self._remove_containers(ids)
-            return self._failed(desired.deployment_id, desired, problem, logs)
+            return DeployOutcome.failed(desired, problem, logs)
         try:
             url = self._route(desired.service_id, desired.deployment_id, host_ports)
         except proxy.ProxyError as exc:
             # Healthy but unreachable at its service URL: not live, and nothing left behind.
             self._remove_containers(ids)
-            return self._failed(desired.deployment_id, desired, str(exc), "")
+            return DeployOutcome.failed(desired, str(exc))
         return DeployOutcome(
             healthy=True,
             observed=Observed(
@@ -409,23 +409,6 @@ class PodmanDriver:
             text = result.stdout + result.stderr
             parts.append(text if len(ids) == 1 else f"--- {cid[:12]}\n{text}")
         return "".join(parts)
-
-    def _failed(
-        self, deployment_id: str, desired: DesiredDeployment, error: str, logs: str
-    ) -> DeployOutcome:
-        return DeployOutcome(
-            healthy=False,
-            observed=Observed(
-                deployment_id=deployment_id,
-                service_id=desired.service_id,
-                tenant=desired.tenant,
-                state=WorkloadState.MISSING,
-                url=None,
-                host_port=None,
-            ),
-            logs=logs,
-            error=error,
-        )
 
     def _observed_from(
         self,
