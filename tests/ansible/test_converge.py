@@ -35,6 +35,9 @@ class Converged:
     first: harness.PlaybookRun
     second: harness.PlaybookRun
     metadata_before: bool
+    # How often the first converge started k3s (the stand-in logs each start) and fail2ban.
+    k3s_starts: int
+    fail2ban_starts: int
 
 
 def _metadata_peer(lab: harness.Lab) -> testhosts.Host:
@@ -70,10 +73,27 @@ def converged() -> Iterator[Converged]:
         )
         # Control: before the firewall, the node reaches the metadata service.
         before = _wait_tcp(node, METADATA, 80)
+        # The image's fail2ban may have tried (and failed) to start at boot: count from here.
+        fail2ban_booted = _unit_starts(node, "fail2ban")
         first = lab.playbook("site.yml")
         assert first.rc == 0, first.output[-5000:]
+        k3s_starts = _k3s_starts(node)
+        fail2ban_starts = _unit_starts(node, "fail2ban") - fail2ban_booted
         second = lab.playbook("site.yml", quiet_ok=True)
-        yield Converged(lab, node, first, second, before)
+        yield Converged(lab, node, first, second, before, k3s_starts, fail2ban_starts)
+
+
+def _k3s_starts(node: testhosts.Host) -> int:
+    log = testhosts.exec_in(node, "cat", "/run/k3s-standin.log")
+    return sum(1 for line in log.splitlines() if line.split()[1:2] == ["start"])
+
+
+def _unit_starts(node: testhosts.Host, unit: str) -> int:
+    """Start jobs systemd finished for `unit` since boot (a restart is one more)."""
+    journal = testhosts.exec_in(
+        node, "journalctl", "--no-pager", "-o", "cat", "-u", f"{unit}.service", check=False
+    )
+    return sum(1 for line in journal.splitlines() if line.startswith("Started "))
 
 
 def _wait_tcp(src: testhosts.Host, address: str, port: int, timeout: float = 10) -> bool:
@@ -95,6 +115,35 @@ def test_second_run_changes_nothing(converged: Converged) -> None:
     assert run.recap[converged.node.name]["changed"] == 0, (
         f"second converge changed tasks:\n{run.output[-5000:]}"
     )
+
+
+def test_fresh_converge_starts_each_service_once(converged: Converged) -> None:
+    """A service the converge starts reads its new configuration already: the handlers for
+    changed files do not restart it a second time (a k3s restart in the middle of a fresh join
+    only delays the join)."""
+    assert converged.k3s_starts == 1, _sh(converged, "cat /run/k3s-standin.log")
+    assert converged.fail2ban_starts == 1, _sh(
+        converged, "journalctl --no-pager -u fail2ban.service", check=False
+    )
+
+
+def test_changed_registries_restart_k3s_once(converged: Converged) -> None:
+    """registries.yaml alone changing (registry_client) restarts k3s through k3s_install's
+    handler, once; changing it back does the same."""
+    lab = converged.lab
+    pool = ["-e", "pier_agent_pool=run"]
+    before = _k3s_starts(converged.node)
+    mirrored = lab.playbook(
+        "k3s-agents.yml", *pool, "-e", '{"registry_client_mirrored": ["docker.io"]}'
+    )
+    assert mirrored.rc == 0, mirrored.output[-4000:]
+    registries = yaml.safe_load(_sh(converged, "cat /etc/rancher/k3s/registries.yaml"))
+    assert "docker.io" in registries["mirrors"]
+    assert _k3s_starts(converged.node) == before + 1
+    restored = lab.playbook("k3s-agents.yml", *pool)
+    assert restored.rc == 0, restored.output[-4000:]
+    assert _k3s_starts(converged.node) == before + 2
+    assert _sh(converged, "systemctl is-active k3s-agent").strip() == "active"
 
 
 def test_secrets_never_logged(converged: Converged) -> None:
