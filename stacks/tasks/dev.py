@@ -29,7 +29,7 @@ def lint(c: Context, fix: bool = False) -> None:
     with c.cd(str(ROOT)):
         c.run(f"{_tool('ruff')} check {'--fix' if fix else ''} .", echo=True)
         c.run(f"{_tool('ruff')} format --check .", echo=True)
-        typed = ["stacks", "tasks.py", *(str(p) for p in sorted(ROOT.glob("bench/*.py")))]
+        typed = ["stacks", "tests", "tasks.py", *(str(p) for p in sorted(ROOT.glob("bench/*.py")))]
         c.run(f"{_tool('mypy')} {' '.join(typed)}", echo=True)
         yaml_dirs = [d for d in ("ansible", "k8s", ".github", "stacks") if (ROOT / d).is_dir()]
         c.run(f"{_tool('yamllint')} --strict {' '.join(yaml_dirs)}", echo=True)

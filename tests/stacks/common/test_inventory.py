@@ -43,7 +43,8 @@ def test_document_round_trips_through_json() -> None:
 
 
 def test_unknown_pool_is_refused() -> None:
-    bad = {**DOC, "hosts": [{**DOC["hosts"][0], "pool": "gpu"}]}  # type: ignore[dict-item]
+    hosts: list[dict[str, object]] = DOC["hosts"]  # type: ignore[assignment]
+    bad = {**DOC, "hosts": [{**hosts[0], "pool": "gpu"}]}
     with pytest.raises(ValidationError, match="pool"):
         InventoryDocument.model_validate(bad)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,8 @@ class FakeStack:
     def preview(self, **kwargs: Any) -> Any:
         self.calls.append(("preview", kwargs))
         if self.preview_error:
-            raise auto.CommandError(self.preview_error)
+            result = auto.CommandResult(stdout="", stderr=self.preview_error, code=1)
+            raise auto.CommandError(result)
         return type("R", (), {"change_summary": self.summary})
 
     def outputs(self) -> dict[str, FakeOutput]:
@@ -42,19 +44,23 @@ class FakeStack:
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     seen: dict[str, Any] = {"stack": FakeStack()}
-    monkeypatch.setattr(automation.shutil, "which", lambda name: f"/opt/bin/{name}")
+    monkeypatch.setattr(shutil, "which", lambda name: f"/opt/bin/{name}")
 
     def create_or_select_stack(**kwargs: Any) -> FakeStack:
         seen["kwargs"] = kwargs
         return seen["stack"]  # type: ignore[no-any-return]
 
-    monkeypatch.setattr(automation.auto, "create_or_select_stack", create_or_select_stack)
+    monkeypatch.setattr(auto, "create_or_select_stack", create_or_select_stack)
     return seen
 
 
 def test_missing_binary_raises_with_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(automation.shutil, "which", lambda name: None)
-    for call in (lambda: automation.up("staging"), lambda: automation.outputs("prod")):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    calls: tuple[Callable[[], object], ...] = (
+        lambda: automation.up("staging"),
+        lambda: automation.outputs("prod"),
+    )
+    for call in calls:
         with pytest.raises(automation.PulumiNotAvailable, match="get.pulumi.com"):
             call()
     with pytest.raises(automation.PulumiNotAvailable, match="no `pulumi` binary on PATH"):

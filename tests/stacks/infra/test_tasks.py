@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ def test_plan_task_bad_config_is_one_line_exit(tmp_path: Path) -> None:
 
 
 def test_drift_without_pulumi_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(automation.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(Exit) as caught:
         infra.drift(Context(), env="prod")
     assert caught.value.code != 0
