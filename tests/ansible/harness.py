@@ -94,17 +94,6 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         return
 
 
-def container_cpu_seconds(host: testhosts.Host) -> float:
-    """CPU time a test host's container has used (cgroup v1 cpuacct, nested cgroups included)."""
-    pid = testhosts.podman("inspect", "-f", "{{.State.Pid}}", host.name).strip()
-    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        if "cpuacct" in controllers.split(","):
-            usage = Path(f"/sys/fs/cgroup/cpuacct{path}/cpuacct.usage")
-            return int(usage.read_text()) / 1e9
-    raise testhosts.TestHostError(f"{host.name}: no cpuacct cgroup (cgroup v2 host?)")
-
-
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

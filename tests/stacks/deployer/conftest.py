@@ -6,6 +6,7 @@ and its own podman scope, and removes every container of that scope afterwards.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -67,7 +69,8 @@ def images() -> dict[str, str]:
 
 
 def remove_scope(scope: str) -> None:
-    """Remove every container of `scope`: only what this test run created."""
+    """Remove every container of `scope`: only what this test run created, whatever state the
+    test left it in."""
     ids = subprocess.run(
         ["podman", "ps", "-aq", "--filter", f"label=pier.scope={scope}"],
         capture_output=True,
@@ -78,13 +81,17 @@ def remove_scope(scope: str) -> None:
         subprocess.run(["podman", "rm", "-f", "-t", "0", *ids], capture_output=True, check=False)
 
 
-def scope_containers(scope: str) -> list[str]:
-    return subprocess.run(
-        ["podman", "ps", "-a", "--format", "{{.Names}}", "--filter", f"label=pier.scope={scope}"],
+def scope_containers(scope: str) -> list[dict[str, Any]]:
+    """`podman ps -a` (JSON) of every container of `scope`, read from podman itself rather than
+    through the driver under test."""
+    out = subprocess.run(
+        ["podman", "ps", "-a", "--format", "json", "--filter", f"label=pier.scope={scope}"],
         capture_output=True,
         text=True,
-        check=False,
-    ).stdout.split()
+        check=True,
+    ).stdout
+    containers: list[dict[str, Any]] = json.loads(out or "[]")
+    return containers
 
 
 class ThreadedServer:
@@ -119,7 +126,7 @@ class Api:
     other: PierClient
 
     def containers(self) -> list[str]:
-        return scope_containers(self.scope)
+        return [c["Names"][0] for c in scope_containers(self.scope)]
 
 
 def make_settings(database_url: str, scope: str, runtime_dir: Path, **extra: object) -> Settings:

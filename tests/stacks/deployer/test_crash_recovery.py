@@ -12,7 +12,6 @@ is gone.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -31,7 +30,13 @@ from stacks.deployer.bootstrap import create_api_key
 from stacks.deployer.client import PierAPIError, PierClient
 from stacks.deployer.db import make_engine, session_factory
 from stacks.deployer.models import Deployment, Service
-from tests.stacks.deployer.conftest import EXAMPLE, free_port, remove_scope, wait_http
+from tests.stacks.deployer.conftest import (
+    EXAMPLE,
+    free_port,
+    remove_scope,
+    scope_containers,
+    wait_http,
+)
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 TRIALS = 22
@@ -83,16 +88,7 @@ class ApiProcess:
 
 def podman_state(scope: str) -> dict[str, str]:
     """deployment id -> container state, for every container of `scope`."""
-    out = subprocess.run(
-        ["podman", "ps", "-a", "--format", "json", "--filter", f"label=pier.scope={scope}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    result: dict[str, str] = {}
-    for c in json.loads(out or "[]"):
-        result[c["Labels"]["pier.deployment"]] = c["State"]
-    return result
+    return {c["Labels"]["pier.deployment"]: c["State"] for c in scope_containers(scope)}
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,7 +18,9 @@ import pytest
 
 from stacks.deployer import local_up
 from stacks.deployer.runtime import ports
-from stacks.deployer.runtime.podman import LABEL_SCOPE, PODMAN_BASE, PodmanDriver
+from stacks.deployer.runtime.podman import PodmanDriver
+from tests.stacks.deployer.conftest import remove_scope
+from tests.stacks.deployer.url_load import UrlLoad
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 
@@ -34,14 +35,7 @@ def state(tmp_path: Path) -> Iterator[local_up.LocalState]:
     st = local_up.LocalState(tmp_path / "local", scope=f"up{uuid.uuid4().hex[:10]}")
     yield st
     local_up.stop_api(st)
-    ids = subprocess.run(
-        [*PODMAN_BASE, "ps", "-aq", "--filter", f"label={LABEL_SCOPE}={st.scope}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.split()
-    if ids:
-        subprocess.run([*PODMAN_BASE, "rm", "-f", "-t", "0", *ids], capture_output=True)
+    remove_scope(st.scope)
     if st.runtime_dir.exists():
         PodmanDriver(st.runtime_dir, scope=st.scope).shutdown_proxy()
 
@@ -112,24 +106,7 @@ def test_a_redeploy_through_the_api_fails_no_request_on_the_service_url(
     from stacks.deployer.client import PierClient
 
     up = local_up.up_local(state, api_port=ports.allocate(), install=False)
-    answers: list[str] = []
-    failures: list[str] = []
-    done = threading.Event()
-
-    def hammer() -> None:
-        with httpx.Client(timeout=5) as client:
-            while not done.is_set():
-                try:
-                    response = client.get(up.service_url)
-                    answers.append(response.text.strip())
-                    if response.status_code != 200:
-                        failures.append(f"{response.status_code} {response.text}")
-                except httpx.HTTPError as exc:
-                    failures.append(repr(exc))
-
-    thread = threading.Thread(target=hammer)
-    thread.start()
-    try:
+    with UrlLoad(up.service_url) as load:
         with PierClient(up.api_url, up.key_file.read_text().strip()) as api:
             spec = {
                 "name": local_up.EXAMPLE_SERVICE,
@@ -139,10 +116,8 @@ def test_a_redeploy_through_the_api_fails_no_request_on_the_service_url(
             }
             service = api.redeploy(local_up.EXAMPLE_SERVICE, spec)
         time.sleep(0.2)
-    finally:
-        done.set()
-        thread.join()
 
     assert service["status"] == "live" and service["url"] == up.service_url
-    assert failures == []
+    [answers] = load.answers
+    assert load.failures == []
     assert answers[0] == "hello from pier" and answers[-1] == "second"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 import uuid
@@ -16,22 +15,22 @@ from stacks.deployer.client import PierClient
 from stacks.deployer.main import create_app
 from stacks.deployer.runtime import proxy
 from stacks.deployer.runtime.podman import PodmanDriver
-from tests.stacks.deployer.conftest import EXAMPLE, ThreadedServer, make_settings, remove_scope
+from tests.stacks.deployer.conftest import (
+    EXAMPLE,
+    ThreadedServer,
+    make_settings,
+    remove_scope,
+    scope_containers,
+)
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 
 
 def containers(scope: str) -> dict[str, tuple[str, str]]:
     """container name -> (deployment label, state)."""
-    out = subprocess.run(
-        ["podman", "ps", "-a", "--format", "json", "--filter", f"label=pier.scope={scope}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
     return {
         c["Names"][0]: (c["Labels"].get("pier.deployment", ""), c["State"])
-        for c in json.loads(out or "[]")
+        for c in scope_containers(scope)
     }
 
 

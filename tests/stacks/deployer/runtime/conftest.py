@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from stacks.deployer.runtime.images import build_busybox_image, build_example_image
-from stacks.deployer.runtime.podman import LABEL_SCOPE, PODMAN_BASE, PodmanDriver
+from stacks.deployer.runtime.podman import PODMAN_BASE, PodmanDriver
+from tests.stacks.deployer.conftest import remove_scope
 
 # Writes a line to its log, then exits: a deploy whose container dies before it is healthy.
 CRASHING_SCRIPT = 'echo "crashing on purpose: missing DATABASE_URL"\nexit 3\n'
@@ -36,18 +37,6 @@ def crashing_image() -> Iterator[str]:
     tag = f"localhost/pier-test-crash:{uuid.uuid4().hex[:8]}"
     yield build_busybox_image(tag, CRASHING_SCRIPT)
     subprocess.run([*PODMAN_BASE, "rmi", "-f", tag], capture_output=True, check=False)
-
-
-def remove_scope(scope: str) -> None:
-    """Remove every container of `scope` (this test's own) whatever state the test left."""
-    ids = subprocess.run(
-        [*PODMAN_BASE, "ps", "-aq", "--filter", f"label={LABEL_SCOPE}={scope}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.split()
-    if ids:
-        subprocess.run([*PODMAN_BASE, "rm", "-f", "-t", "0", *ids], capture_output=True)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -31,7 +30,8 @@ from stacks.deployer.runtime.base import (
 from stacks.deployer.runtime.images import EXAMPLE_HEALTH_PATH
 from stacks.deployer.runtime.podman import LABEL_SCOPE, PODMAN_BASE, PodmanDriver
 from stacks.deployer.runtime.ports import PORT_MAX, PORT_MIN
-from tests.stacks.deployer.runtime.conftest import remove_scope
+from tests.stacks.deployer.conftest import remove_scope
+from tests.stacks.deployer.url_load import UrlLoad
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 
@@ -106,26 +106,7 @@ def test_redeploy_switches_without_a_single_failed_request(
     )
     assert first.healthy and first.observed.url
     url = first.observed.url
-    # One list per client thread: across threads, answers may legitimately interleave.
-    seen: list[list[str]] = [[], []]
-    failures: list[str] = []
-    stop = threading.Event()
-
-    def hammer(mine: list[str]) -> None:
-        with httpx.Client(timeout=5) as client:
-            while not stop.is_set():
-                try:
-                    response = client.get(url)
-                    if response.status_code != 200:
-                        failures.append(f"{response.status_code}: {response.text}")
-                    mine.append(response.text.strip())
-                except httpx.HTTPError as exc:
-                    failures.append(repr(exc))
-
-    threads = [threading.Thread(target=hammer, args=(mine,)) for mine in seen]
-    for t in threads:
-        t.start()
-    try:
+    with UrlLoad(url, clients=2) as load:
         time.sleep(0.3)
         second = driver.deploy(
             desired(example_image, "dep-2", env={"GREETING": "v2"}), health_timeout=20
@@ -133,19 +114,15 @@ def test_redeploy_switches_without_a_single_failed_request(
         # What the API does after the switch: remove the superseded deployment.
         driver.remove("dep-1")
         time.sleep(0.3)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
 
     assert second.healthy and second.observed.url == url
-    assert failures == []
-    for mine in seen:
+    assert load.failures == []
+    for mine in load.answers:
         # v1 until the switch, v2 from then on: never back to the old deployment.
         assert mine[0] == "v1" and mine[-1] == "v2"
         assert "v1" not in mine[mine.index("v2") :]
     assert not any(exists(c) for c in first.observed.container_ids)
-    assert min(len(mine) for mine in seen) > 20
+    assert min(len(mine) for mine in load.answers) > 20
 
 
 def test_crashing_deploy_fails_fast_with_logs_and_the_old_one_keeps_serving(

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from stacks.deployer.runtime import ports, proxy
+from tests.stacks.deployer.url_load import UrlLoad
 
 
 def backend(body: bytes) -> ThreadingHTTPServer:
@@ -57,51 +58,34 @@ def test_keep_alive_clients_follow_a_switch_and_the_old_backend_drains_at_once(
             "backends": [old_port],
         },
     )
-    answers: list[str] = []
-    failures: list[str] = []
-    done = threading.Event()
-
-    def hammer() -> None:
-        # One keep-alive client: without the proxy's one-request-per-connection rule it would
-        # stay on the old backend and fail once that is shut down.
-        with httpx.Client(timeout=5) as client:
-            while not done.is_set():
-                try:
-                    response = client.get(f"http://127.0.0.1:{port}/")
-                    answers.append(response.text)
-                    if response.status_code != 200:
-                        failures.append(str(response.status_code))
-                except httpx.HTTPError as exc:
-                    failures.append(repr(exc))
-
-    thread = threading.Thread(target=hammer)
-    thread.start()
+    # One keep-alive client: without the proxy's one-request-per-connection rule it would stay on
+    # the old backend and fail once that is shut down.
     try:
-        time.sleep(0.3)
-        proxy.call(
-            state_dir,
-            {
-                "op": "set",
-                "service_id": "s",
-                "port": port,
-                "deployment_id": "d2",
-                "backends": [new_port],
-            },
-        )
-        started = time.monotonic()
-        while str(old_port) in proxy.call(state_dir, {"op": "get"})["active"]:
-            assert time.monotonic() - started < 1, "the old backend never drained"
-            time.sleep(0.005)
-        old.shutdown()
-        old.server_close()
-        time.sleep(0.3)
+        with UrlLoad(f"http://127.0.0.1:{port}/") as load:
+            time.sleep(0.3)
+            proxy.call(
+                state_dir,
+                {
+                    "op": "set",
+                    "service_id": "s",
+                    "port": port,
+                    "deployment_id": "d2",
+                    "backends": [new_port],
+                },
+            )
+            started = time.monotonic()
+            while str(old_port) in proxy.call(state_dir, {"op": "get"})["active"]:
+                assert time.monotonic() - started < 1, "the old backend never drained"
+                time.sleep(0.005)
+            old.shutdown()
+            old.server_close()
+            time.sleep(0.3)
     finally:
-        done.set()
-        thread.join()
         new.shutdown()
         new.server_close()
 
-    assert failures == []
+    [answers] = load.answers
+    assert load.failures == []
     assert answers[0] == "old" and answers[-1] == "new"
     assert "old" not in answers[answers.index("new") :]
 
