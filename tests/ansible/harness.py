@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -188,23 +188,26 @@ def run_playbook(
     return PlaybookRun(rc=result.returncode, output=output, seconds=seconds, recap=recap)
 
 
+def _first_free_network(name: str, subnets: Iterable[str]) -> testhosts.Network | None:
+    """The network `name` on the first of `subnets` that podman accepts (one may be taken)."""
+    for subnet in subnets:
+        with contextlib.suppress(testhosts.TestHostError):
+            return testhosts.create_network(name, subnet)
+    return None
+
+
 def _create_networks(prefix: str) -> tuple[testhosts.Network, testhosts.Network, IPv4Network]:
     """A private 10.X.1.0/24 inside the 'cloud network' 10.X.0.0/16 and a public-looking
     198.18-19.Y.0/24 (RFC 2544 benchmarking range: never routed on the internet). Subnets are
     random so parallel runs do not collide; a taken one is retried."""
     rng = random.Random(secrets.randbits(32))
-    priv: testhosts.Network | None = None
-    for _ in range(20):
-        x = rng.randrange(100, 250)
-        with contextlib.suppress(testhosts.TestHostError):
-            priv = testhosts.create_network(f"{prefix}-priv", f"10.{x}.1.0/24")
-            break
-    pub: testhosts.Network | None = None
-    for _ in range(20):
-        y = rng.randrange(0, 512)
-        with contextlib.suppress(testhosts.TestHostError):
-            pub = testhosts.create_network(f"{prefix}-pub", f"198.{18 + y // 256}.{y % 256}.0/24")
-            break
+    priv = _first_free_network(
+        f"{prefix}-priv", (f"10.{rng.randrange(100, 250)}.1.0/24" for _ in range(20))
+    )
+    pub = _first_free_network(
+        f"{prefix}-pub",
+        (f"198.{18 + y // 256}.{y % 256}.0/24" for y in (rng.randrange(0, 512) for _ in range(20))),
+    )
     if priv is None or pub is None:
         raise testhosts.TestHostError("no free subnet for the lab's podman networks")
     cidr = IPv4Network(f"{priv.subnet.network_address}/16", strict=False)

@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +27,8 @@ import pytest
 import uvicorn
 
 from stacks.deployer.bootstrap import create_api_key
-from stacks.deployer.client import PierClient
+from stacks.deployer.client import PierAPIError, PierClient
+from stacks.deployer.deploys import ServiceError
 from stacks.deployer.main import create_app
 from stacks.deployer.runtime.images import build_busybox_image, build_example_image
 from stacks.deployer.runtime.podman import PodmanDriver
@@ -66,6 +67,30 @@ def images() -> dict[str, str]:
         "example": build_example_image(EXAMPLE),
         "broken": build_busybox_image(BROKEN, BROKEN_SCRIPT),
     }
+
+
+def at_once(call: Callable[[], object], times: int, ok: int) -> list[tuple[int, str]]:
+    """Run `call` from `times` threads started together. Per call, sorted: (`ok`, "") when it
+    returned, or (status, detail) of the PierAPIError / ServiceError it raised. Asserting on the
+    result in the test's own thread is what makes a wrong answer fail the test."""
+    outcomes: list[tuple[int, str]] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        try:
+            call()
+            outcome = (ok, "")
+        except (PierAPIError, ServiceError) as exc:
+            outcome = (exc.status, exc.detail)
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=one) for _ in range(times)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sorted(outcomes)
 
 
 def remove_scope(scope: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,14 @@ import httpx
 import pytest
 
 from stacks.deployer.client import PierAPIError, PierClient
-from tests.stacks.deployer.conftest import BROKEN, EXAMPLE, Api, new_pg_database, running_api
+from tests.stacks.deployer.conftest import (
+    BROKEN,
+    EXAMPLE,
+    Api,
+    at_once,
+    new_pg_database,
+    running_api,
+)
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 
@@ -178,50 +184,27 @@ def test_cross_tenant_access_is_404(api: Api) -> None:
 
 
 def test_concurrent_create_same_name_one_wins(api: Api) -> None:
-    statuses: list[int] = []
-    lock = threading.Lock()
-
     def create() -> None:
         with PierClient(api.url, api.key) as client:
-            try:
-                client.create(web())
-                code = 201
-            except PierAPIError as exc:
-                code = exc.status
-                assert exc.detail == "service 'web' already exists"
-        with lock:
-            statuses.append(code)
+            client.create(web())
 
-    threads = [threading.Thread(target=create) for _ in range(5)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(statuses) == [201, 409, 409, 409, 409]
+    refused = (409, "service 'web' already exists")
+    assert at_once(create, 5, ok=201) == [(201, "")] + [refused] * 4
     assert len(api.client.list()) == 1 and len(api.containers()) == 1
 
 
 def test_busy_service_answers_409(api: Api) -> None:
     api.client.create(web())
-    results: list[int] = []
 
     def redeploy() -> None:
         with PierClient(api.url, api.key) as client:
-            try:
-                client.redeploy("web", web(greeting="v2"))
-                results.append(200)
-            except PierAPIError as exc:
-                results.append(exc.status)
+            client.redeploy("web", web(greeting="v2"))
 
-    threads = [threading.Thread(target=redeploy) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    statuses = [status for status, _ in at_once(redeploy, 3, ok=200)]
     # At least one redeploy ran; any that overlapped it were refused, not queued.
-    assert 200 in results and set(results) <= {200, 409}
+    assert 200 in statuses and set(statuses) <= {200, 409}
     history = api.client.deployments("web")
-    assert len(history) == 1 + results.count(200)
+    assert len(history) == 1 + statuses.count(200)
 
 
 def test_openapi_documents_the_api(api: Api) -> None:
@@ -244,22 +227,13 @@ def test_openapi_documents_the_api(api: Api) -> None:
 def test_api_on_postgresql(images: dict[str, str], postgres: str, tmp_path: Path) -> None:
     """The same API with its store on PostgreSQL (the cluster setup) instead of SQLite."""
     with running_api(new_pg_database(postgres), tmp_path) as pg_api:
-        statuses: list[int] = []
 
         def create() -> None:
             with PierClient(pg_api.url, pg_api.key) as client:
-                try:
-                    client.create(web())
-                    statuses.append(201)
-                except PierAPIError as exc:
-                    statuses.append(exc.status)
+                client.create(web())
 
-        threads = [threading.Thread(target=create) for _ in range(3)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert sorted(statuses) == [201, 409, 409]
+        statuses = [status for status, _ in at_once(create, 3, ok=201)]
+        assert statuses == [201, 409, 409]
         url = pg_api.client.get("web")["url"]
         pg_api.client.redeploy("web", web(greeting="v2"))
         assert body(url) == "v2"

@@ -15,7 +15,7 @@ from stacks.deployer.deploys import Deployer, ServiceError
 from stacks.deployer.models import ApiKey, Deployment, DeploymentStatus, Service, ServiceStatus
 from stacks.deployer.reconcile import INTERRUPTED, reconcile, sweep_orphans
 from stacks.deployer.schemas import ServiceSpec
-from tests.stacks.deployer.conftest import new_pg_database
+from tests.stacks.deployer.conftest import at_once, new_pg_database
 from tests.stacks.deployer.fake_driver import MemoryDriver
 
 ACME = Principal(tenant="acme", key_name="k", key_prefix="p")
@@ -144,21 +144,8 @@ def test_one_operation_at_a_time_per_service(deployer: Deployer) -> None:
 
 
 def test_concurrent_create_exactly_one_wins(deployer: Deployer) -> None:
-    results: list[int] = []
-
-    def create() -> None:
-        try:
-            deployer.create(ACME, spec())
-            results.append(201)
-        except ServiceError as exc:
-            results.append(exc.status)
-
-    threads = [threading.Thread(target=create) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(results) == [201, 409, 409, 409, 409, 409]
+    statuses = [status for status, _ in at_once(lambda: deployer.create(ACME, spec()), 6, ok=201)]
+    assert statuses == [201, 409, 409, 409, 409, 409]
     assert len(deployer.list_all(ACME)) == 1
 
 
