@@ -197,6 +197,12 @@ def test_inventory_lists_every_host_with_labels_and_taints(run: DryRun) -> None:
             assert [t.as_k3s_arg() for t in h.taints] == list(pcfg.taints), h.name
 
 
+def test_exports_are_exactly_the_named_outputs(run: DryRun) -> None:
+    """Readers of the stack (inventory, add-run-node, drift) look outputs up by the constants in
+    stacks/infra/outputs.py: no export without one, no constant without an export."""
+    assert set(run.exports) == set(outputs.ALL)
+
+
 def test_outputs_that_hold_tokens_are_secret(run: DryRun) -> None:
     cfg = _cfg(run)
     tokens = _secret_pair(
