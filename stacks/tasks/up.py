@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from rich.console import Console
 
 from stacks.deployer import local_up
 from stacks.deployer.runtime.podman import DEFAULT_SCOPE
+from stacks.tasks import infra
 
 ENVS = ("local", "staging", "prod")
 
@@ -40,7 +40,8 @@ def up(
     # No source path column: people read these lines, not debug them.
     console = Console(log_path=False)
     if env != "local":
-        _up_cloud(env, console)
+        # The same operation, progress and one-line errors as `invoke infra.up`.
+        infra.up(c, env)
         return
     state = _state(state_dir)
     try:
@@ -75,27 +76,6 @@ def down(c: Context, services: bool = False, state_dir: str = "") -> None:
     """Stop the local API (and with --services its containers)."""
     stopped = local_up.down_local(_state(state_dir), services=services)
     Console().print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
-
-
-def _up_cloud(env: str, console: Console) -> None:
-    # Imported by name: the infra area owns this module and it pulls in Pulumi, which the
-    # local environment never needs.
-    try:
-        automation = importlib.import_module("stacks.infra.automation")
-    except ModuleNotFoundError as exc:
-        raise Exit(f"up: stacks.infra.automation is not available ({exc})") from exc
-    # Its failures (no CLI, a failed update) carry a message that says what to do next.
-    failures = tuple(
-        getattr(automation, name)
-        for name in ("PulumiNotAvailable", "PulumiFailed")
-        if hasattr(automation, name)
-    )
-    try:
-        with console.status(f"pulumi up ({env})..."):
-            outputs = automation.up(env, on_output=lambda line: console.print(line, markup=False))
-    except failures as exc:
-        raise Exit(f"up: {exc}") from exc
-    console.print(f"[green]ok[/green] {env} is up; stack outputs: {', '.join(sorted(outputs))}")
 
 
 TOP_LEVEL: tuple[Task[Any], ...] = (up, down)

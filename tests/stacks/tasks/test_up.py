@@ -34,3 +34,22 @@ def test_cloud_env_without_pulumi_says_how_to_install_it() -> None:
     assert result.returncode == 1
     assert "pulumi" in result.stderr and "install" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_cloud_env_with_a_bad_stack_config_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`up --env staging|prod` reports what `infra.up` reports, a bad config file included (it
+    used to escape as a traceback)."""
+    from invoke.context import Context
+    from invoke.exceptions import Exit
+
+    from stacks.infra import automation
+    from stacks.infra.config import InfraConfigError
+    from stacks.tasks import up
+
+    def bad_config(env: str, **_: object) -> dict[str, object]:
+        raise InfraConfigError(f"Pulumi.{env}.yaml: pools.run.count", "must be at least 1")
+
+    monkeypatch.setattr(automation, "up", bad_config)
+    with pytest.raises(Exit) as caught:
+        up.up(Context(), env="prod")
+    assert caught.value.message == "infra.up: Pulumi.prod.yaml: pools.run.count: must be at least 1"
