@@ -39,10 +39,6 @@ class PlanResult:
     run: DryRun
     svg: Path
 
-    @property
-    def inventory(self) -> InventoryDocument:
-        return InventoryDocument.model_validate(self.run.exports[outputs.INVENTORY])
-
 
 def default_out_dir(env: str) -> Path:
     return ROOT / ".pier" / "plan" / env

@@ -18,7 +18,6 @@ from invoke.tasks import Task, task
 from rich.console import Console
 from rich.table import Column, Table
 
-from stacks.deployer.bootstrap import create_api_key
 from stacks.deployer.client import ClientConfigError, PierAPIError, PierClient
 from stacks.deployer.service_defs import DefinitionError, deploy_definition
 from stacks.deployer.settings import Settings
@@ -228,6 +227,9 @@ def admin_key(
 ) -> None:
     """Create an API key in the store and print it once (it is stored only as a hash)."""
     url = database_url or Settings().database_url
+    # Imported here: it loads the store (SQLAlchemy, Alembic), which no other verb needs.
+    from stacks.deployer.bootstrap import create_api_key
+
     try:
         key = create_api_key(url, tenant, name)
     except ValueError as exc:
