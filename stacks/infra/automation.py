@@ -8,7 +8,7 @@ do instead of a traceback from deep inside the engine.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pulumi import automation as auto
@@ -84,16 +84,22 @@ def preview(
     return not changes
 
 
-def outputs(env: str) -> dict[str, Any]:
-    """The current outputs of stack `env` (values; check `secret_keys` before printing)."""
+def _stack_outputs(env: str) -> Mapping[str, auto.OutputValue]:
     stack = select_stack(env)
     try:
-        return {key: out.value for key, out in stack.outputs().items()}
+        return stack.outputs()
     except auto.CommandError as exc:
         raise PulumiFailed(f"pulumi stack output {env} failed: {_tail(exc)}") from exc
 
 
-def secret_keys(env: str) -> set[str]:
-    """Output keys Pulumi holds as secrets (so callers can mask them)."""
-    stack = select_stack(env)
-    return {key for key, out in stack.outputs().items() if out.secret}
+def outputs(env: str) -> dict[str, Any]:
+    """The current outputs of stack `env`, secrets in clear (for programs, not for printing)."""
+    return {key: out.value for key, out in _stack_outputs(env).items()}
+
+
+def masked_outputs(env: str) -> dict[str, Any]:
+    """The current outputs of stack `env` with every output Pulumi holds as a secret shown as
+    "[secret]": safe to print."""
+    return {
+        key: "[secret]" if out.secret else out.value for key, out in _stack_outputs(env).items()
+    }

@@ -89,11 +89,9 @@ def preview(c: Context, env: str = "staging") -> None:
 def outputs(c: Context, env: str = "staging") -> None:
     """Print a stack's outputs as JSON (secret outputs masked)."""
     try:
-        values = automation.outputs(env)
-        hidden = automation.secret_keys(env)
+        shown = automation.masked_outputs(env)
     except STACK_ERRORS as exc:
         raise Exit(f"infra.outputs: {exc}") from exc
-    shown = {k: ("[secret]" if k in hidden else v) for k, v in values.items()}
     print(json.dumps(shown, indent=2, sort_keys=True))  # noqa: T201 - the task's output
 
 

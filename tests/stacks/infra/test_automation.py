@@ -98,9 +98,9 @@ def test_preview_reports_changes_and_drift(fake: dict[str, Any]) -> None:
         automation.preview("staging", expect_no_changes=True)
 
 
-def test_outputs_and_secret_keys(fake: dict[str, Any]) -> None:
+def test_outputs_and_masked_outputs(fake: dict[str, Any]) -> None:
     assert automation.outputs("prod") == {"zone_id": "z", "tok": "s"}
-    assert automation.secret_keys("prod") == {"tok"}
+    assert automation.masked_outputs("prod") == {"zone_id": "z", "tok": "[secret]"}
 
 
 @pytest.mark.gated

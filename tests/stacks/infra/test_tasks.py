@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from invoke.context import Context
 from invoke.exceptions import Exit
+from pulumi import automation as auto
 
 import tasks as root_tasks
 from stacks.infra import automation
@@ -64,8 +65,11 @@ def test_drift_exit_code_follows_the_preview(
 def test_outputs_task_masks_secrets(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(automation, "outputs", lambda env: {"zone_id": "z", "tok": "hunter2"})
-    monkeypatch.setattr(automation, "secret_keys", lambda env: {"tok"})
+    stack_outputs = {
+        "zone_id": auto.OutputValue("z", secret=False),
+        "tok": auto.OutputValue("hunter2", secret=True),
+    }
+    monkeypatch.setattr(automation, "_stack_outputs", lambda env: stack_outputs)
     infra.outputs(Context(), env="prod")
     out = capsys.readouterr().out
     assert '"zone_id": "z"' in out and "hunter2" not in out and "[secret]" in out
