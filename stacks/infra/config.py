@@ -37,7 +37,6 @@ LOCATION_ZONES: dict[str, str] = {
 MAX_RULES_PER_FIREWALL = 50
 # Ports that must never be reachable from the whole internet.
 PROTECTED_PORTS = (22, 6443, 5000, 8081)
-WORLD = ("0.0.0.0/0", "::/0")
 _NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _TAINT = re.compile(
     r"^(?P<key>[A-Za-z0-9./_-]+)(=(?P<value>[A-Za-z0-9._-]*))?:"
@@ -457,9 +456,9 @@ class InfraConfig(_Model):
 
     def _check_firewall_limits(self) -> None:
         # Imported here: firewall.py builds its rules from this (already validated) model.
-        from stacks.infra.firewall import rules_for
+        from stacks.infra.firewall import FIREWALL_GROUPS, rules_for
 
-        for group in ("ctrl", "ops", "build", "run", "dns"):
+        for group in FIREWALL_GROUPS:
             rules = rules_for(self, group)
             if len(rules) > MAX_RULES_PER_FIREWALL:
                 raise InfraConfigError(

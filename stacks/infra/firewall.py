@@ -10,7 +10,7 @@ not affected, which is why cluster-internal ports need no rules here.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, TypedDict
+from typing import TYPE_CHECKING, Literal, TypedDict, get_args
 
 import pulumi
 import pulumi_hcloud as hcloud
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from stacks.infra.config import InfraConfig
 
 FirewallGroup = Literal["ctrl", "ops", "build", "run", "dns"]
+FIREWALL_GROUPS: tuple[FirewallGroup, ...] = get_args(FirewallGroup)
 WORLD = ["0.0.0.0/0", "::/0"]
 
 

@@ -12,7 +12,7 @@ from html import escape
 
 from stacks.common.inventory import Host, InventoryDocument
 from stacks.infra.config import InfraConfig
-from stacks.infra.firewall import FirewallGroup, rules_for
+from stacks.infra.firewall import FIREWALL_GROUPS, WORLD, rules_for
 
 COL_W = 236
 GAP = 22
@@ -93,7 +93,7 @@ def _column(
 
 def render_svg(inv: InventoryDocument, firewall_rules: dict[str, list[str]], lb_name: str) -> str:
     """The picture as an SVG document."""
-    groups = ["ctrl", "ops", "build", "run", "dns"]
+    groups = FIREWALL_GROUPS  # one column per pool, each with its firewall
     robots = [h for h in inv.hosts if h.kind == "robot"]
     width = MARGIN * 2 + 40 + len(groups) * COL_W + (len(groups) - 1) * GAP
 
@@ -122,7 +122,7 @@ def render_svg(inv: InventoryDocument, firewall_rules: dict[str, list[str]], lb_
     col_y = net_y + 70
     heights = []
     for group in groups:
-        hosts = list(inv.pool(group))  # type: ignore[arg-type]
+        hosts = list(inv.pool(group))
         cloud = [h for h in hosts if h.kind == "cloud"]
         if group == "dns":
             title = "PowerDNS VM"
@@ -197,20 +197,19 @@ def render_svg(inv: InventoryDocument, firewall_rules: dict[str, list[str]], lb_
 
 def firewall_summary(cfg: InfraConfig) -> dict[str, list[str]]:
     """`{group: ["22/tcp admin", "443/tcp cloudflare", ...]}` for the picture's captions."""
+    names = {
+        **{c: "world" for c in WORLD},
+        **{c: "cloudflare" for c in cfg.cloudflare.ip_ranges},
+        **{c: "admin" for c in cfg.firewall.admin_cidrs},
+        **{f"{r.public_ipv4}/32": "Robot" for r in cfg.robot_servers},
+        str(cfg.network.cidr): "private",
+    }
     out: dict[str, list[str]] = {}
-    groups: tuple[FirewallGroup, ...] = ("ctrl", "ops", "build", "run", "dns")
-    for group in groups:
+    for group in FIREWALL_GROUPS:
         items = []
         for rule in rules_for(cfg, group):
             if rule["port"] is None:
                 continue
-            names = {
-                **{c: "world" for c in ("0.0.0.0/0", "::/0")},
-                **{c: "cloudflare" for c in cfg.cloudflare.ip_ranges},
-                **{c: "admin" for c in cfg.firewall.admin_cidrs},
-                **{f"{r.public_ipv4}/32": "Robot" for r in cfg.robot_servers},
-                str(cfg.network.cidr): "private",
-            }
             who = ", ".join(dict.fromkeys(names.get(s, s) for s in rule["source_ips"]))
             items.append(f"{rule['port']}/{rule['protocol']} from {who}")
         out[group] = items
