@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 
+from stacks.common.files import atomic_write_text
 from stacks.common.inventory import DNS_POOL, POOLS, Host, InventoryDocument
 from stacks.infra.outputs import INVENTORY
 
@@ -158,14 +157,7 @@ def write_inventory(doc: InventoryDocument, directory: Path = GENERATED_DIR) -> 
     """Write `<directory>/<env>.yml` atomically, so a playbook never reads half a file."""
     directory.mkdir(parents=True, exist_ok=True)
     path = inventory_path(doc.env, directory)
-    fd, tmp = tempfile.mkstemp(prefix=f".{doc.env}.", suffix=".yml", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(render_inventory(doc))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, render_inventory(doc))
     return path
 
 

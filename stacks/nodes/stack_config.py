@@ -11,7 +11,6 @@ import fcntl
 import io
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
+from stacks.common.files import atomic_write_text
 from stacks.common.inventory import POOLS
 from stacks.infra import config as infra_config
 
@@ -234,7 +234,7 @@ def add_run_node(
     with _locked(config_path(env, stacks_dir)):
         change, text = _edit(env, name, stacks_dir, existing_ok)
         if text is not None:
-            _atomic_write(change.path, text)
+            atomic_write_text(change.path, text, keep_mode=True)
     return change
 
 
@@ -260,15 +260,3 @@ def _check_with_infra(doc: CommentedMap, path: Path, name: str) -> None:
         infra_config.validate(infra_config.strip_namespace(doc["config"]), source=path.name)
     except infra_config.InfraConfigError as exc:
         raise StackConfigError(f"adding {name} would make {path} invalid: {exc}") from exc
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, path.stat().st_mode & 0o7777)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

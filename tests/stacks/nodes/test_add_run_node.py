@@ -135,10 +135,10 @@ def _break(world: World, step: int, monkeypatch: pytest.MonkeyPatch) -> Toolchai
     tools = world.tools()
     if step == 1:
 
-        def full_disk(path: Path, text: str) -> None:
+        def full_disk(path: Path, text: str, *, keep_mode: bool = False) -> None:
             raise OSError(28, "No space left on device")
 
-        monkeypatch.setattr(stack_config, "_atomic_write", full_disk)
+        monkeypatch.setattr(stack_config, "atomic_write_text", full_disk)
     elif step == 2:
         world.pulumi.fail_with = "error: hcloud: server limit reached"
     elif step == 3:
