@@ -15,11 +15,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from stacks.deployer.models import ApiKey
+from stacks.deployer.schemas import DNS_LABEL
 
 KEY_PREFIX = "pier_"
 PREFIX_CHARS = 12
 KEY_SHAPE = re.compile(r"^pier_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$")
-TENANT = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+# Tenants follow the service-name rule (a DNS label).
+TENANT = re.compile(DNS_LABEL)
 
 _hasher = PasswordHasher()
 

@@ -472,11 +472,7 @@ class Deployer:
             dep = session.get(Deployment, deployment_id)
             assert svc is not None and dep is not None
             desired = desired_for(svc, dep)
-        try:
-            outcome = self.driver.deploy(desired, health_timeout=self.health_timeout)
-        except Exception as exc:
-            log.exception("runtime failed to deploy %s", deployment_id)
-            outcome = DeployOutcome.failed(desired, f"runtime error: {exc}")
+        outcome = self.bring_up(desired, start=False)
         old: str | None = None
         with session_scope(self.sessions) as session:
             svc = session.get(Service, service_id)

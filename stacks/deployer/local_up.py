@@ -24,9 +24,9 @@ from stacks.common import system_packages
 from stacks.deployer.runtime import ports
 from stacks.deployer.runtime.images import EXAMPLE_HEALTH_PATH, build_example_image
 from stacks.deployer.runtime.podman import DEFAULT_SCOPE, PodmanDriver
+from stacks.deployer.settings import LOCAL_DIR, ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_STATE_DIR = ROOT / ".pier" / "local"
+DEFAULT_STATE_DIR = LOCAL_DIR
 DEFAULT_API_PORT = 8600
 EXAMPLE_SERVICE = "example"
 EXAMPLE_TENANT = "default"

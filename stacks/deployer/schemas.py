@@ -21,10 +21,8 @@ IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 IMAGE_DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 # The same rules as `check_image`, for the OpenAPI document: a tag or a digest is required,
 # and a bare `:latest` is excluded by the `not` clause.
-IMAGE_REF_PATTERN = (
-    r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]{1,5})?(/[a-z0-9]+([._-]{1,2}[a-z0-9]+)*)*"
-    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(@sha256:[a-f0-9]{64})?|@sha256:[a-f0-9]{64})$"
-)
+_NAME, _TAG, _DIGEST = (p.pattern.strip("^$") for p in (IMAGE_NAME, IMAGE_TAG, IMAGE_DIGEST))
+IMAGE_REF_PATTERN = f"^{_NAME}(:{_TAG}(@{_DIGEST})?|@{_DIGEST})$"
 IMAGE_LATEST_PATTERN = r":latest$"
 
 
