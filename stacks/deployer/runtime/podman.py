@@ -9,7 +9,6 @@ a new deployment only once it is healthy.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import threading
@@ -42,7 +41,6 @@ LABEL_REPLICA = "pier.replica"
 LABEL_HOST_PORT = "pier.host-port"
 LABEL_HEALTH_PATH = "pier.health-path"
 
-DEFAULT_STATE_DIR = Path(".pier/local/runtime")
 DEFAULT_SCOPE = "local"
 LOG_TAIL_ON_FAILURE = 50
 # How long stop/remove of a deployment waits for connections the proxy still forwards to it.
@@ -69,15 +67,15 @@ class PodmanDriver:
 
     def __init__(
         self,
-        state_dir: Path | None = None,
-        scope: str | None = None,
+        state_dir: Path,
+        scope: str,
         *,
         proxy_idle_exit: float = proxy.DEFAULT_IDLE_EXIT,
     ) -> None:
-        state = state_dir or Path(os.environ.get("PIER_RUNTIME_DIR", DEFAULT_STATE_DIR))
-        self.state_dir = state.resolve()
+        # Both come from Settings (PIER_RUNTIME_DIR, PIER_RUNTIME_SCOPE) or the caller.
+        self.state_dir = state_dir.resolve()
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.scope = scope or os.environ.get("PIER_RUNTIME_SCOPE", DEFAULT_SCOPE)
+        self.scope = scope
         if _NAME_UNSAFE.search(self.scope):
             raise ValueError(f"scope {self.scope!r} may hold only letters, digits, '_', '.', '-'")
         self.proxy_idle_exit = proxy_idle_exit
