@@ -38,6 +38,7 @@ from stacks.deployer.runtime.base import (
 from stacks.deployer.schemas import (
     DEFAULT_PAGE,
     DNS_LABEL,
+    MAX_LOG_TAIL,
     MAX_PAGE,
     DeleteOut,
     DeploymentOut,
@@ -279,6 +280,9 @@ class Deployer:
             return [deployment_out(d) for d in rows]
 
     def logs(self, principal: Principal, name: str, tail: int) -> LogsOut:
+        # REST's query schema says the same; MCP and in-process callers land here.
+        if isinstance(tail, bool) or not isinstance(tail, int) or not 0 <= tail <= MAX_LOG_TAIL:
+            raise ServiceError(422, f"tail: must be between 0 and {MAX_LOG_TAIL}")
         with self.sessions() as session:
             svc = self._load(session, principal, name)
             dep_id = svc.current_deployment_id

@@ -24,7 +24,6 @@ from stacks.deployer.deploys import ServiceError
 from stacks.deployer.deps import UNAUTHORIZED, AppState, authenticate
 from stacks.deployer.schemas import (
     DEFAULT_PAGE,
-    MAX_LOG_TAIL,
     DeleteOut,
     DeploymentOut,
     LogsOut,
@@ -162,8 +161,6 @@ def build_mcp(state: AppState) -> MCPServer:
     @mcp.tool()
     async def service_logs(ctx: Context, name: str, tail: int = 100) -> LogsOut:
         """The last `tail` lines of the service's output."""
-        if not 0 <= tail <= MAX_LOG_TAIL:
-            raise ToolError(f"tail: must be between 0 and {MAX_LOG_TAIL}")
         return await call(ctx, lambda p: state.deployer.logs(p, name, tail))
 
     @mcp.tool()

@@ -110,6 +110,9 @@ def test_failed_first_deploy_marks_service_failed(deployer: Deployer) -> None:
     assert out.status == "failed" and out.current_deployment is None and out.url is None
     logs = deployer.logs(ACME, "web", tail=10)
     assert "boom" in logs.logs
+    for bad in (-1, 10_001):
+        with pytest.raises(ServiceError, match="tail: must be between 0 and 10000"):
+            deployer.logs(ACME, "web", tail=bad)
     with pytest.raises(ServiceError) as exc:
         deployer.stop(ACME, "web")
     assert exc.value.status == 409
