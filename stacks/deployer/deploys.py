@@ -422,18 +422,28 @@ class Deployer:
             assert dep is not None
             desired = desired_for(svc, dep)
         outcome = self.bring_up(desired, start=True)
+        self.record_bring_up(desired, outcome, "did not become healthy after start")
+        return self.get(principal, name)
+
+    def record_bring_up(
+        self, desired: DesiredDeployment, outcome: DeployOutcome, unhealthy: str
+    ) -> bool | None:
+        """Store what `bring_up` gave: the service live at the deployment's URL, or failed with
+        the error (`unhealthy` when the runtime gave none) and the logs. Returns whether it is
+        live, or None when the service or deployment is gone meanwhile."""
         with session_scope(self.sessions) as session:
-            svc = self._load(session, principal, name)
-            dep = session.get(Deployment, current)
-            assert dep is not None
+            svc = session.get(Service, desired.service_id)
+            dep = session.get(Deployment, desired.deployment_id)
+            if svc is None or dep is None:
+                return None
             if outcome.healthy:
                 svc.status = ServiceStatus.LIVE
                 dep.url = outcome.observed.url
             else:
                 svc.status = ServiceStatus.FAILED
-                dep.error = outcome.error or "did not become healthy after start"
+                dep.error = outcome.error or unhealthy
                 dep.logs = outcome.logs[-MAX_LOG_CHARS:]
-        return self.get(principal, name)
+            return outcome.healthy
 
     def bring_up(self, desired: DesiredDeployment, *, start: bool) -> DeployOutcome:
         """Start an existing deployment again, or create it when the runtime lost it."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from stacks.deployer.db import session_scope
-from stacks.deployer.deploys import MAX_LOG_CHARS, Deployer, desired_for
+from stacks.deployer.deploys import Deployer, desired_for
 from stacks.deployer.models import Deployment, DeploymentStatus, Service, ServiceStatus, utcnow
 from stacks.deployer.runtime.base import WorkloadState
 
@@ -103,20 +103,9 @@ def reconcile(deployer: Deployer) -> ReconcileReport:
         ):
             continue
         outcome = deployer.bring_up(desired, start=state != WorkloadState.MISSING)
-        with session_scope(deployer.sessions) as session:
-            row = session.get(Service, svc.id)
-            live = session.get(Deployment, dep_id)
-            if row is None or live is None:
-                continue
-            if outcome.healthy:
-                row.status = ServiceStatus.LIVE
-                live.url = outcome.observed.url
-                report.restarted.append(svc.name)
-            else:
-                row.status = ServiceStatus.FAILED
-                live.error = outcome.error or "did not become healthy when restarted"
-                live.logs = outcome.logs[-MAX_LOG_CHARS:]
-                report.failed.append(svc.name)
+        live = deployer.record_bring_up(desired, outcome, "did not become healthy when restarted")
+        if live is not None:
+            (report.restarted if live else report.failed).append(svc.name)
     log.info("reconciled: %s", report)
     return report
 
