@@ -49,18 +49,23 @@ class SystemPackageError(RuntimeError):
 
 
 def missing(packages: Iterable[str]) -> list[str]:
-    """The packages of `packages` that dpkg does not report as installed."""
-    out: list[str] = []
-    for name in packages:
-        result = subprocess.run(
-            ["dpkg-query", "-W", "-f=${Status}", name],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if "install ok installed" not in result.stdout:
-            out.append(name)
-    return out
+    """The packages of `packages` that dpkg does not report as installed (one dpkg-query for
+    all of them; it names the ones it does not know on stderr, which is ignored)."""
+    names = list(packages)
+    if not names:
+        return []
+    result = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Package}\t${Status}\n", *names],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    installed = {
+        line.split("\t", 1)[0]
+        for line in result.stdout.splitlines()
+        if line.endswith("install ok installed")
+    }
+    return [name for name in names if name not in installed]
 
 
 def ensure(packages: Iterable[str]) -> list[str]:
