@@ -15,6 +15,7 @@ from stacks.deployer.client import PierClient
 from stacks.deployer.main import create_app
 from stacks.deployer.runtime import proxy
 from stacks.deployer.runtime.podman import PodmanDriver
+from stacks.deployer.settings import Settings
 from tests.stacks.deployer.conftest import (
     EXAMPLE,
     ThreadedServer,
@@ -34,13 +35,21 @@ def containers(scope: str) -> dict[str, tuple[str, str]]:
     }
 
 
-def test_restart_repairs_podman_from_the_store(images: dict[str, str], tmp_path: Path) -> None:
+def _api_parts(
+    tmp_path: Path, tag: str, **settings_extra: object
+) -> tuple[str, str, Settings, PodmanDriver]:
+    """A fresh SQLite store with an admin key for tenant acme, and a podman driver on a scope of
+    its own: (scope, key, settings, driver) for create_app."""
     database_url = f"sqlite:///{tmp_path / 'store.db'}"
-    scope = f"rec{uuid.uuid4().hex[:8]}"
+    scope = f"{tag}{uuid.uuid4().hex[:8]}"
     key = create_api_key(database_url, "acme", "admin")
-    settings = make_settings(database_url, scope, tmp_path / "runtime")
+    settings = make_settings(database_url, scope, tmp_path / "runtime", **settings_extra)
+    return scope, key, settings, PodmanDriver(state_dir=tmp_path / "runtime", scope=scope)
+
+
+def test_restart_repairs_podman_from_the_store(images: dict[str, str], tmp_path: Path) -> None:
+    scope, key, settings, driver = _api_parts(tmp_path, "rec")
     spec = {"image": EXAMPLE, "health_path": "/healthz"}
-    driver = PodmanDriver(state_dir=tmp_path / "runtime", scope=scope)
     try:
         server = ThreadedServer(create_app(settings, driver)).start()
         with PierClient(server.url, key) as client:
@@ -95,12 +104,8 @@ def test_restart_reroutes_running_services_whose_url_does_not_serve_them(
     """A container can run while its service URL answers 502: a start cut short after `podman
     start` but before the route was set (the stop had emptied it), or a route left on another
     deployment by a crash mid-switch. Once the restarted API is ready, both URLs answer 200."""
-    database_url = f"sqlite:///{tmp_path / 'store.db'}"
-    scope = f"rrt{uuid.uuid4().hex[:8]}"
-    key = create_api_key(database_url, "acme", "admin")
-    settings = make_settings(database_url, scope, tmp_path / "runtime")
+    scope, key, settings, driver = _api_parts(tmp_path, "rrt")
     spec = {"image": EXAMPLE, "health_path": "/healthz"}
-    driver = PodmanDriver(state_dir=tmp_path / "runtime", scope=scope)
     try:
         server = ThreadedServer(create_app(settings, driver)).start()
         with PierClient(server.url, key) as client:
@@ -165,11 +170,7 @@ def stray(scope: str, name: str) -> None:
 def test_running_api_sweeps_late_orphans(images: dict[str, str], tmp_path: Path) -> None:
     """A container that appears after start-up reconciliation (a podman command of the previous,
     killed API finishing late) is removed by the periodic sweep; live services are untouched."""
-    database_url = f"sqlite:///{tmp_path / 'store.db'}"
-    scope = f"swp{uuid.uuid4().hex[:8]}"
-    key = create_api_key(database_url, "acme", "admin")
-    settings = make_settings(database_url, scope, tmp_path / "runtime", sweep_interval=0.5)
-    driver = PodmanDriver(state_dir=tmp_path / "runtime", scope=scope)
+    scope, key, settings, driver = _api_parts(tmp_path, "swp", sweep_interval=0.5)
     server = ThreadedServer(create_app(settings, driver)).start()
     try:
         with PierClient(server.url, key) as client:
